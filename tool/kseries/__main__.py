@@ -1,0 +1,3 @@
+from kseries.cli import main
+
+raise SystemExit(main())
