@@ -1,0 +1,78 @@
+"""`kseries render`, `kseries apply` and `kseries facts`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from kseries import apply as applying
+from kseries import base as bases
+from kseries import render as rendering
+from kseries.cli.paths import KSELFTEST, TEMPLATES, default_out
+from kseries.cli.ui import ConsoleReporter
+from kseries.probe import probe
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("render", help="render the series for a base into patch files")
+    add_base_args(p)
+    p.add_argument("-o", "--output", type=Path, help="directory for the patch files "
+                   "(default: the cache, per base)")
+    p.set_defaults(func=cmd_render)
+
+    a = sub.add_parser("apply", help="create a branch holding the series' commits")
+    add_base_args(a)
+    a.add_argument("--branch", required=True, help="name of the branch to create")
+    a.add_argument("--repo", type=Path, help="repository to create it in "
+                   "(default: the base's own repository)")
+    a.add_argument("--force", action="store_true", help="replace an existing branch")
+    a.set_defaults(func=cmd_apply)
+
+    f = sub.add_parser("facts", help="show what kseries read from a base")
+    add_base_args(f)
+    f.set_defaults(func=cmd_facts)
+
+
+def add_base_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default="debian:6.12",
+                   help="debian:6.X[=VERSION] or PATH[@REF] (default: debian:6.12)")
+    p.add_argument("--templates", type=Path, default=TEMPLATES, help=argparse.SUPPRESS)
+
+
+def render_for(args: argparse.Namespace, out: Path | None = None) -> rendering.RenderedSeries:
+    reporter = ConsoleReporter()
+    base = bases.resolve(args.base, args.templates)
+    return rendering.render(base, args.templates, KSELFTEST, out or default_out(base), reporter)
+
+
+def print_series(series: rendering.RenderedSeries) -> None:
+    print(f"{series.base.describe}: {len(series.commits)} patches in {series.out_dir}")
+    print(f"  {series.files[0].name}")
+    for s, path in zip(rendering.summarize(series), series.files[1:], strict=True):
+        print(f"  {path.name}")
+        print(f"      {s.subject}")
+        print(f"      {len(s.files)} files, +{s.added} -{s.removed}: {', '.join(s.files)}")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    series = render_for(args, args.output)
+    print_series(series)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    series = render_for(args)
+    result = applying.create_branch(series, args.branch, repo=args.repo, force=args.force)
+    print(f"branch {result.branch} at {result.commit[:12]} in {result.repo}"
+          f" ({len(series.commits)} commits on {series.base.commit[:12]})")
+    return 0
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    base = bases.resolve(args.base, args.templates)
+    facts = probe(rendering.base_reader(base))
+    print(json.dumps({"base": base.describe, "commit": base.commit,
+                      "facts": dataclasses.asdict(facts)}, indent=2))
+    return 0

@@ -1,0 +1,134 @@
+"""The series manifest (templates/series.toml) as typed data."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from kseries.errors import KseriesError
+
+
+@dataclass(frozen=True)
+class Person:
+    key: str
+    name: str
+    email: str
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+@dataclass(frozen=True)
+class Trailer:
+    tag: str
+    person: Person
+
+    def __str__(self) -> str:
+        return f"{self.tag}: {self.person.ident}"
+
+
+@dataclass(frozen=True)
+class Patch:
+    number: int
+    subject: str
+    author: Person
+    date: datetime
+    message: str  # template name under templates/messages/
+    changes: tuple[str, ...]  # change names under templates/changes/
+    trailers: tuple[Trailer, ...]
+
+
+@dataclass(frozen=True)
+class Changelog:
+    version: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    subject_prefix: str
+    rfc: bool
+    version: int
+    sender: Person
+    cover: str
+    cover_subject: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    changelog: tuple[Changelog, ...]
+    links: dict[str, str]
+    patches: tuple[Patch, ...]
+
+    @property
+    def prefix(self) -> str:
+        """The subject prefix as it appears in brackets, e.g. "RFC PATCH v2"."""
+        words = (["RFC"] if self.rfc else []) + [self.subject_prefix]
+        if self.version > 1:
+            words.append(f"v{self.version}")
+        return " ".join(words)
+
+
+def load(templates: Path) -> Manifest:
+    path = templates / "series.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise KseriesError(f"{path}: cannot read the series manifest ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise KseriesError(f"{path}: invalid TOML ({exc})", hint="fix the manifest") from exc
+    try:
+        return _manifest(data, templates)
+    except KeyError as exc:
+        raise KseriesError(f"{path}: missing key {exc}", hint="see the manifest's comments") from exc
+
+
+def _manifest(data: dict, templates: Path) -> Manifest:  # type: ignore[type-arg]
+    path = templates / "series.toml"
+    people = {k: Person(k, v["name"], v["email"]) for k, v in data["people"].items()}
+
+    def person(key: str, where: str) -> Person:
+        if key not in people:
+            raise KseriesError(f"{path}: {where} names unknown person {key!r}",
+                               hint=f"add [people.{key}] or use one of {', '.join(people)}")
+        return people[key]
+
+    s = data["series"]
+    patches = []
+    for n, p in enumerate(data.get("patch", []), start=1):
+        where = f"patch {n} ({p.get('subject', '?')})"
+        for change in p["changes"]:
+            if not (templates / "changes" / f"{change}.toml.j2").exists():
+                raise KseriesError(f"{path}: {where} names unknown change {change!r}",
+                                   hint=f"no templates/changes/{change}.toml.j2")
+        try:
+            date = datetime.fromisoformat(p["date"])
+        except ValueError as exc:
+            raise KseriesError(f"{path}: {where} has a bad date {p['date']!r}") from exc
+        patches.append(Patch(
+            number=n,
+            subject=p["subject"],
+            author=person(p["author"], where),
+            date=date,
+            message=p["message"],
+            changes=tuple(p["changes"]),
+            trailers=tuple(Trailer(t, person(k, where)) for t, k in p["trailers"]),
+        ))
+    if not patches:
+        raise KseriesError(f"{path}: no [[patch]] entries", hint="the series needs a patch")
+    return Manifest(
+        name=s["name"],
+        subject_prefix=s["subject_prefix"],
+        rfc=bool(s["rfc"]),
+        version=int(s["version"]),
+        sender=person(s["sender"], "[series] sender"),
+        cover=s["cover"],
+        cover_subject=s["cover_subject"],
+        to=tuple(s.get("to", ())),
+        cc=tuple(s.get("cc", ())),
+        changelog=tuple(Changelog(c["version"], tuple(c["items"])) for c in s.get("changelog", ())),
+        links=dict(s.get("links", {})),
+        patches=tuple(patches),
+    )
