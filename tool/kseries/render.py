@@ -66,10 +66,14 @@ class TreeAtCommit:
     def __init__(self, writer: ObjectWriter, tree: bytes) -> None:
         self.writer = writer
         self.tree = tree
+        self._cache: dict[str, str | None] = {}
 
     def read(self, path: str) -> str | None:
-        data = self.writer.read_blob(self.tree, path)
-        return None if data is None else data.decode("utf-8", errors="surrogateescape")
+        if path not in self._cache:
+            data = self.writer.read_blob(self.tree, path)
+            text = None if data is None else data.decode("utf-8", errors="surrogateescape")
+            self._cache[path] = text
+        return self._cache[path]
 
 
 def base_reader(base: Base) -> TreeAtCommit:
@@ -95,17 +99,18 @@ def render(
         writer = ObjectWriter(repo)
         base_tree = bytes(repo.commit(base.commit).tree.binsha)
         reporter.start("render", f"probing {base.describe}")
-        facts = probe(TreeAtCommit(writer, base_tree))
+        reader = TreeAtCommit(writer, base_tree)
+        facts = probe(reader)
         if facts.present:
             raise KseriesError(
                 f"base {base.label} already contains the feature: " + "; ".join(facts.present),
                 hint="render against a base without it (it is upstream since 6.16)",
             )
-        commits = _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter)
+        commits = _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter, reader)
+        ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
+        git.Reference.create(repo, ref, commits[-1], force=True, logmsg="kseries render")
     finally:
         repo.close()
-    ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
-    workspace.git(scratch, "update-ref", ref, commits[-1])
     reporter.update("git format-patch")
     files = format_patches(scratch, base, manifest, tpl, facts, commits, out_dir)
     reporter.finish("DONE", f"{len(commits)} patches in {out_dir}")
@@ -114,9 +119,9 @@ def render(
 
 def _commit_all(
     manifest: Manifest, tpl: Templates, writer: ObjectWriter, base: Base, base_tree: bytes,
-    facts: Facts, reporter: Reporter,
+    facts: Facts, reporter: Reporter, reader: TreeAtCommit | None = None,
 ) -> list[str]:
-    reader = TreeAtCommit(writer, base_tree)
+    reader = TreeAtCommit(writer, base_tree) if reader is None else reader
     current: dict[str, str | None] = {}
     parent, tree = base.commit, base_tree
     commits = []

@@ -1,0 +1,61 @@
+# kseries: two commands do all the set-up on a fresh Debian 12 machine.
+#   make run    render, check, build, run and prepare the series on the default base
+#   make test   lint, type-check and run the tests
+# Both install what they need: Debian packages (apt-get) and a venv in .venv.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BASE    ?= debian:6.12
+KSERIES := $(VENV)/bin/kseries
+APT_PACKAGES := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
+	python3-venv qemu-system-x86 busybox-static ccache dwarves gdb \
+	openssh-server openssh-client git-email rsync
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps apt venv lint typecheck pytest patches bench clean
+
+run: deps
+	$(KSERIES) pipeline --base $(BASE)
+
+test: deps lint typecheck pytest
+
+deps: apt venv
+
+# Install the Debian packages that are missing (no apt-get update when none is).
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+lint:
+	$(VENV)/bin/ruff check tool tests bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	$(VENV)/bin/pytest -ra
+
+# Regenerate the committed golden series in patches/ (one folder per pinned base).
+patches: deps
+	$(KSERIES) render --base debian:6.12 -o patches/debian-6.12
+	$(KSERIES) render --base debian:6.1 -o patches/debian-6.1
+
+bench: deps
+	$(VENV)/bin/python bench/render
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

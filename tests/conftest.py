@@ -1,0 +1,64 @@
+"""Shared fixtures: project paths, synthetic trees, the real Debian bases."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kseries import base as bases
+from synthetic import make_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "templates"
+KSELFTEST = ROOT / "kselftest"
+
+
+@pytest.fixture
+def templates() -> Path:
+    return TEMPLATES
+
+
+@pytest.fixture
+def kselftest() -> Path:
+    return KSELFTEST
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private kseries cache, for tests that must not share the real one."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KSERIES_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path, isolated_cache: Path) -> Path:
+    return make_tree(tmp_path / "linux")
+
+
+def debian(series: str) -> bases.Base:
+    """A real Debian base from the shared cache (imported on first use, ~1 min)."""
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("needs Debian's dpkg to install linux-source; run on Debian 12")
+    return bases.resolve(f"debian:{series}", TEMPLATES)
+
+
+@pytest.fixture(scope="session")
+def debian_612() -> bases.Base:
+    return debian("6.12")
+
+
+@pytest.fixture(scope="session")
+def debian_61() -> bases.Base:
+    return debian("6.1")
+
+
+@pytest.fixture
+def no_user_git_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    cfg = tmp_path / "gitconfig"
+    cfg.write_text("[user]\n\tname = Test\n\temail = test@example.org\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    yield cfg

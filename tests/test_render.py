@@ -1,0 +1,173 @@
+"""Rendering end to end on synthetic trees: output, determinism, every error."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kseries import apply as applying
+from kseries import base as bases
+from kseries import render
+from kseries.cli import main
+from kseries.errors import KseriesError
+from synthetic import FILES, git, make_tree
+
+
+def render_tree(tree: Path, templates: Path, kselftest: Path, out: Path,
+                ref: str = "") -> render.RenderedSeries:
+    b = bases.resolve(f"{tree}@{ref}" if ref else str(tree), templates)
+    return render.render(b, templates, kselftest, out)
+
+
+def test_renders_five_patches_and_a_cover(synthetic: Path, templates: Path, kselftest: Path,
+                                          tmp_path: Path) -> None:
+    s = render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    assert len(s.commits) == 5 and len(s.files) == 6
+    assert s.files[0].name.endswith("0000-cover-letter.patch")
+    cover = s.files[0].read_text()
+    assert "Subject: [RFC PATCH v2 0/5]" in cover
+    assert "11 files changed" in cover
+    assert f"base-commit: {s.base.commit}" in cover
+    p3 = s.files[3].read_text()
+    assert "Subject: [RFC PATCH v2 3/5] KVM: SVM: Enable Bus lock threshold exit" in p3
+    assert "+\tu16 bus_lock_counter;\t\t/* Offset 0x120 */" in p3
+    assert "+\tu8 reserved_8[16];" in p3 and "+\tu8 reserved_9[702];" in p3
+
+
+def test_render_is_byte_identical(synthetic: Path, templates: Path, kselftest: Path,
+                                  tmp_path: Path) -> None:
+    a = render_tree(synthetic, templates, kselftest, tmp_path / "a")
+    b = render_tree(synthetic, templates, kselftest, tmp_path / "b")
+    assert [p.name for p in a.files] == [p.name for p in b.files]
+    for x, y in zip(a.files, b.files, strict=True):
+        assert x.read_bytes() == y.read_bytes()
+
+
+def test_rerender_replaces_only_its_own_files(synthetic: Path, templates: Path,
+                                              kselftest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    render_tree(synthetic, templates, kselftest, out)
+    render_tree(synthetic, templates, kselftest, out)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(list(out.glob("*.patch"))) == 6
+
+
+def test_render_never_writes_into_the_base_repo(synthetic: Path, templates: Path,
+                                                kselftest: Path, tmp_path: Path) -> None:
+    before = subprocess.run(["git", "-C", str(synthetic), "count-objects", "-v"],
+                            capture_output=True, text=True, check=True).stdout
+    refs = git(synthetic, "for-each-ref")
+    render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    assert git(synthetic, "for-each-ref") == refs
+    after = subprocess.run(["git", "-C", str(synthetic), "count-objects", "-v"],
+                           capture_output=True, text=True, check=True).stdout
+    assert after == before
+    assert git(synthetic, "status", "--porcelain") == ""
+
+
+def test_not_a_kernel_tree(tmp_path: Path, templates: Path, isolated_cache: Path) -> None:
+    tree = tmp_path / "proj"
+    tree.mkdir()
+    git(tree, "init", "-q")
+    (tree / "README").write_text("hi\n")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", "x")
+    with pytest.raises(KseriesError, match="not a kernel tree"):
+        bases.resolve(str(tree), templates)
+    with pytest.raises(KseriesError, match="not a git repository"):
+        bases.resolve(str(tmp_path), templates)
+    with pytest.raises(KseriesError, match="no such directory"):
+        bases.resolve(str(tmp_path / "nope"), templates)
+
+
+def test_unknown_ref(synthetic: Path, templates: Path) -> None:
+    with pytest.raises(KseriesError, match="unknown ref 'v9.9'"):
+        bases.resolve(f"{synthetic}@v9.9", templates)
+
+
+def test_unknown_debian_series(templates: Path) -> None:
+    with pytest.raises(KseriesError, match="unknown Debian base 'debian:5.10'"):
+        bases.resolve("debian:5.10", templates)
+
+
+def test_missing_anchor_names_file_anchor_fact(tmp_path: Path, templates: Path,
+                                               kselftest: Path, isolated_cache: Path) -> None:
+    svm_c = FILES["arch/x86/kvm/svm/svm.c"].replace("INTERCEPT_RSM", "INTERCEPT_RSM_GONE")
+    tree = make_tree(tmp_path / "linux", {"arch/x86/kvm/svm/svm.c": svm_c})
+    with pytest.raises(KseriesError) as info:
+        render_tree(tree, templates, kselftest, tmp_path / "out")
+    msg = str(info.value)
+    assert msg.startswith("arch/x86/kvm/svm/svm.c: anchor")
+    assert "INTERCEPT_RSM" in msg and "the RSM intercept that init_vmcb() sets" in msg
+
+
+def test_template_error_is_reported(synthetic: Path, templates: Path, kselftest: Path,
+                                    tmp_path: Path) -> None:
+    broken = tmp_path / "templates"
+    subprocess.run(["cp", "-r", str(templates), str(broken)], check=True)
+    change = broken / "changes" / "cpuid-bit.toml.j2"
+    change.write_text(change.read_text().replace("f.cpufeature.after", "f.cpufeature.nothere"))
+    with pytest.raises(KseriesError, match=r"templates/changes/cpuid-bit.toml.j2: .*nothere"):
+        render_tree(synthetic, broken, kselftest, tmp_path / "out")
+    change.write_text("{% if %}")
+    with pytest.raises(KseriesError, match="template syntax error"):
+        render_tree(synthetic, broken, kselftest, tmp_path / "out2")
+
+
+def test_base_with_the_feature_says_which_parts(synthetic: Path, templates: Path,
+                                                kselftest: Path, tmp_path: Path) -> None:
+    s = render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    applying.create_branch(s, "with-feature", repo=synthetic)
+    with pytest.raises(KseriesError) as info:
+        render_tree(synthetic, templates, kselftest, tmp_path / "again", ref="with-feature")
+    msg = str(info.value)
+    assert "already contains the feature" in msg
+    for part in ("virt tag", "CPUID bit", "SVM definitions", "exit code", "nested handling",
+                 "selftest"):
+        assert part in msg
+    # only part of it: the CPUID bit alone
+    cf = FILES["arch/x86/include/asm/cpufeatures.h"] + (
+        "#define X86_FEATURE_BUS_LOCK_THRESHOLD\t(15*32+29) /* Bus lock threshold */\n")
+    partial = make_tree(tmp_path / "partial", {"arch/x86/include/asm/cpufeatures.h": cf})
+    with pytest.raises(KseriesError, match=r"already contains the feature: CPUID bit \(word 15"):
+        render_tree(partial, templates, kselftest, tmp_path / "p")
+
+
+def test_apply_creates_a_branch_and_protects_others(synthetic: Path, templates: Path,
+                                                    kselftest: Path, tmp_path: Path) -> None:
+    s = render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    head = git(synthetic, "rev-parse", "HEAD")
+    r = applying.create_branch(s, "buslock", repo=synthetic)
+    assert git(synthetic, "rev-parse", "buslock") == s.tip == r.commit
+    assert git(synthetic, "rev-list", "--count", f"{head}..buslock") == "5"
+    assert git(synthetic, "rev-parse", "HEAD") == head
+    assert git(synthetic, "status", "--porcelain") == ""
+    with pytest.raises(KseriesError, match="already exists"):
+        applying.create_branch(s, "buslock", repo=synthetic)
+    with pytest.raises(KseriesError, match="checked out"):
+        applying.create_branch(s, "main", repo=synthetic, force=True)
+    git(synthetic, "branch", "old", head)
+    applying.create_branch(s, "old", repo=synthetic, force=True)
+    assert git(synthetic, "rev-parse", "old") == s.tip
+
+
+def test_cli_errors_are_one_line_and_nonzero(tmp_path: Path, isolated_cache: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["render", "--base", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("kseries: error: base ")
+    assert "Traceback" not in err
+
+
+def test_cli_render_prints_one_line_per_patch(synthetic: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--base", str(synthetic), "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "5 patches in" in out
+    assert "KVM: SVM: Enable Bus lock threshold exit" in out
+    assert "arch/x86/kvm/svm/svm.c" in out and "+" in out
