@@ -88,8 +88,8 @@ def test_intercept_follows_bit_164() -> None:
 
 
 def test_intercept_with_gap_needs_explicit_value() -> None:
-    text = FILES["arch/x86/include/asm/svm.h"].replace("\tINTERCEPT_MCOMMIT,\n\tINTERCEPT_TLBSYNC,\n",
-                                                       "")
+    text = FILES["arch/x86/include/asm/svm.h"].replace(
+        "\tINTERCEPT_MCOMMIT,\n\tINTERCEPT_TLBSYNC,\n", "")
     ic = probe.probe_intercept(text)
     assert (ic.after, ic.explicit) == ("INTERCEPT_INVPCID", True)
 

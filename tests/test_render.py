@@ -85,12 +85,12 @@ def test_not_a_kernel_tree(tmp_path: Path, templates: Path, isolated_cache: Path
 
 
 def test_unknown_ref(synthetic: Path, templates: Path) -> None:
-    with pytest.raises(KseriesError, match="unknown ref 'v9.9'"):
+    with pytest.raises(KseriesError, match=r"unknown ref 'v9\.9'"):
         bases.resolve(f"{synthetic}@v9.9", templates)
 
 
 def test_unknown_debian_series(templates: Path) -> None:
-    with pytest.raises(KseriesError, match="unknown Debian base 'debian:5.10'"):
+    with pytest.raises(KseriesError, match=r"unknown Debian base 'debian:5\.10'"):
         bases.resolve("debian:5.10", templates)
 
 

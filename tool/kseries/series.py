@@ -82,7 +82,9 @@ def load(templates: Path) -> Manifest:
     try:
         return _manifest(data, templates)
     except KeyError as exc:
-        raise KseriesError(f"{path}: missing key {exc}", hint="see the manifest's comments") from exc
+        raise KseriesError(
+            f"{path}: missing key {exc}", hint="see the manifest's comments"
+        ) from exc
 
 
 def _manifest(data: dict, templates: Path) -> Manifest:  # type: ignore[type-arg]
