@@ -120,6 +120,8 @@ class Host:
 class TestPlan:
     """Which selftests to run: stock smoke tests plus the series' own test."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     smoke: tuple[str, ...]
     feature: str
     test_timeout: int = 120

@@ -1,0 +1,202 @@
+"""The qemu transport and the whole harness, with real QEMU boots of a real kernel.
+
+The kernel and selftests come from KSERIES_TEST_BZIMAGE / KSERIES_TEST_SELFTESTS
+or the test cache; the first (slow) test builds them there (see
+conftest_harness). Each boot takes a few seconds under TCG.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest_harness import (
+    FAIL_PROGRAM,
+    KSELFTEST,
+    PLAN,
+    SKIP_PROGRAM,
+    build_artifacts,
+    existing_artifacts,
+    require_artifacts,
+    static_program,
+)
+from kseries import harness, initramfs, inventory, ktap, qemu, results
+from kseries.inventory import Host, QemuSettings
+from kseries.ktap import Status
+from kseries.outcome import evaluate
+from kseries.progress import RecordingReporter
+from kseries.results import Baseline, RunReport
+
+AMD = Host("qemu-amd", "amd", "qemu", frozenset({"svm", "nested"}),
+           qemu=QemuSettings(cpu="EPYC,+svm", timeout=120))
+INTEL = Host("qemu-intel", "intel", "qemu", frozenset(),
+             qemu=QemuSettings(cpu="Skylake-Client", timeout=120))
+AMD_WITH_FEATURE = Host("amd-declared", "amd", "qemu",
+                        frozenset({"svm", "nested", "bus_lock_threshold"}),
+                        qemu=QemuSettings(cpu="EPYC,+svm", timeout=120))
+TCG = qemu.Accel("tcg", "test")
+
+
+def outcome(report: RunReport, host: str, test: str) -> tuple[Status, bool, str]:
+    h = next(h for h in report.hosts if h.host.name == host)
+    t = next(t for t in h.tests if t.name == test)
+    return t.actual, t.ok, t.reason
+
+
+@pytest.mark.slow
+def test_build_vm_kernel_and_selftests() -> None:
+    """tinyconfig + kselftest/vm.config builds, and the smoke selftests build -static."""
+    art = existing_artifacts() or build_artifacts()
+    assert art.kernel.stat().st_size > 500_000
+    for path in art.selftests.values():
+        assert initramfs.is_static_elf(path)
+
+
+def test_amd_and_intel_under_tcg(tmp_path: Path) -> None:
+    art = require_artifacts()
+    stand_in = static_program(tmp_path, "kvm_buslock_test", SKIP_PROGRAM)
+    tests = {**art.selftests, "kvm_buslock_test": stand_in}
+    rec = RecordingReporter()
+    report = harness.run_hosts([AMD, INTEL], PLAN, kernel=art.kernel, tests=tests,
+                               out_dir=tmp_path / "res", kselftest=KSELFTEST, reporter=rec,
+                               patched=False, accel="tcg")
+    assert report.exit_code == 0, [r for h in report.hosts for r in h.tests if not r.ok]
+    # AMD: kvm_amd initialised, /dev/kvm, the nested SVM smoke tests pass under TCG.
+    assert outcome(report, "qemu-amd", "kvm_init")[0] is Status.PASS
+    assert outcome(report, "qemu-amd", "dev_kvm")[0] is Status.PASS
+    for name in art.selftests:
+        assert outcome(report, "qemu-amd", name)[0] is Status.PASS, name
+    status, ok, reason = outcome(report, "qemu-amd", "kvm_buslock_test")
+    assert (status, ok) == (Status.SKIP, True)
+    assert "Requirement not met" in reason
+    # Intel: no VMX under TCG, kvm_intel does not load, every KVM test skips as expected.
+    status, ok, reason = outcome(report, "qemu-intel", "kvm_init")
+    assert (status, ok) == (Status.SKIP, True) and "VMX not supported" in reason
+    for name in tests:
+        status, ok, reason = outcome(report, "qemu-intel", name)
+        assert (status, ok) == (Status.SKIP, True), name
+        assert name == "kvm_buslock_test" or "/dev/kvm" in reason
+    # No virt line is expected of an unpatched kernel.
+    assert all(t.name != "cpuinfo_virt" for h in report.hosts for t in h.tests)
+    # The files CI reads.
+    res = tmp_path / "res"
+    summary = json.loads((res / "summary.json").read_text())
+    assert summary["exit_code"] == 0 and len(summary["hosts"]) == 2
+    ktap.parse((res / "results.ktap").read_text(), strict=True)
+    raw = ktap.parse((res / "qemu-amd" / "guest.ktap").read_text(), strict=True)
+    assert [r.name for r in raw.results] == list(tests)
+    assert ET.parse(res / "junit.xml").getroot().get("failures") == "0"
+    assert "kvm_amd" in (res / "qemu-amd" / "dmesg.txt").read_text()
+    assert (res / "qemu-amd" / "console.log").is_file()
+    assert any("qemu-amd: PASS" in e[2] for e in rec.events)
+
+
+def test_declared_feature_turns_a_skip_into_a_failure(tmp_path: Path) -> None:
+    """A host that declares the Bus Lock Threshold must PASS; a SKIP there fails (exit 2)."""
+    art = require_artifacts()
+    tests = {"svm_vmcall_test": art.selftests["svm_vmcall_test"],
+             "kvm_buslock_test": static_program(tmp_path, "kvm_buslock_test", SKIP_PROGRAM)}
+    report = harness.run_hosts([AMD_WITH_FEATURE], PLAN, kernel=art.kernel, tests=tests,
+                               out_dir=tmp_path / "res", kselftest=KSELFTEST,
+                               reporter=RecordingReporter(), patched=False, accel="tcg")
+    status, ok, _ = outcome(report, "amd-declared", "kvm_buslock_test")
+    assert (status, ok) == (Status.SKIP, False)
+    row = next(r for r in results.rows(report) if r.test == "kvm_buslock_test")
+    assert "expected PASS" in row.reason and "declares" in row.reason
+    assert report.exit_code == 2
+
+
+def test_patched_kernel_must_show_the_virt_line(tmp_path: Path) -> None:
+    """With patched=True the /proc/cpuinfo virt line is checked: the base kernel lacks it."""
+    art = require_artifacts()
+    one = {"kvm_create_max_vcpus": art.selftests["kvm_create_max_vcpus"]}
+    report = harness.run_hosts([AMD], PLAN, kernel=art.kernel, tests=one,
+                               out_dir=tmp_path / "res", kselftest=KSELFTEST,
+                               reporter=RecordingReporter(), patched=True, accel="tcg")
+    status, ok, reason = outcome(report, "qemu-amd", "cpuinfo_virt")
+    assert (status, ok) == (Status.FAIL, False)
+    assert "no virt line" in reason
+    assert report.exit_code == 2
+
+
+def test_smoke_tests_are_compared_with_the_baseline(tmp_path: Path) -> None:
+    art = require_artifacts()
+    tests = {"smm_test": art.selftests["smm_test"],
+             "svm_vmcall_test": static_program(tmp_path, "svm_vmcall_test", FAIL_PROGRAM)}
+    # The baseline failed svm_vmcall_test too (as TCG fails some tests): that is expected;
+    # it passed smm_test, which must pass again.
+    baseline = Baseline("test", {"qemu-amd": {"svm_vmcall_test": (Status.FAIL, "TCG"),
+                                              "smm_test": (Status.PASS, ""),
+                                              "kernel_log": (Status.PASS, "")}})
+    report = harness.run_hosts([AMD], PLAN, kernel=art.kernel, tests=tests,
+                               out_dir=tmp_path / "res", kselftest=KSELFTEST,
+                               reporter=RecordingReporter(), patched=False, baseline=baseline,
+                               accel="tcg")
+    assert outcome(report, "qemu-amd", "svm_vmcall_test")[:2] == (Status.FAIL, True)
+    assert outcome(report, "qemu-amd", "smm_test")[:2] == (Status.PASS, True)
+    assert report.exit_code == 0
+    # A baseline in which smm_test failed makes its PASS now a difference to look at.
+    worse = Baseline("test", {"qemu-amd": {"smm_test": (Status.FAIL, "")}})
+    again = harness.run_hosts([AMD], PLAN, kernel=art.kernel, tests={"smm_test": tests["smm_test"]},
+                              out_dir=tmp_path / "res2", kselftest=KSELFTEST,
+                              reporter=RecordingReporter(), patched=False, baseline=worse,
+                              accel="tcg")
+    assert outcome(again, "qemu-amd", "smm_test")[:2] == (Status.PASS, False)
+    assert again.exit_code == 2
+
+
+def _boot_with_init(tmp_path: Path, kernel: Path, script: str, timeout: float) -> RunReport:
+    init = tmp_path / "init"
+    init.write_text(script)
+    guest = initramfs.GuestFiles.from_dir(KSELFTEST)
+    rd = initramfs.build(tmp_path / "rd.cpio", {}, guest=guest, init=init)
+    host = Host("qemu-amd", "amd", "qemu", frozenset({"svm"}),
+                qemu=QemuSettings(cpu="EPYC,+svm", timeout=timeout))
+    run = qemu.run(host, kernel, rd, TCG, tmp_path / "work")
+    exp = inventory.check_expectations(host, patched=False)
+    report = evaluate(host, run, [], {}, exp)
+    return RunReport([report], tmp_path, kernel, False)
+
+
+def test_a_panicking_guest_is_an_infrastructure_failure(tmp_path: Path) -> None:
+    art = require_artifacts()
+    report = _boot_with_init(tmp_path, art.kernel, "#!/bin/sh\n"
+                             "/bin/busybox mount -t proc proc /proc\n"
+                             "echo 'about to crash'\n"
+                             "echo c > /proc/sysrq-trigger\n/bin/busybox sleep 1000\n",
+                             timeout=60)
+    h = report.hosts[0]
+    assert h.verdict == "infra" and report.exit_code == 3
+    assert "panicked" in h.infra_error
+    assert h.duration < 60
+    assert any("sysrq" in line.lower() or "Kernel panic" in line for line in h.console_tail)
+
+
+def test_a_hanging_guest_is_caught_by_its_timeout(tmp_path: Path) -> None:
+    art = require_artifacts()
+    report = _boot_with_init(tmp_path, art.kernel, "#!/bin/sh\n"
+                             "echo 'init: going to sleep'\n/bin/busybox sleep 100000\n",
+                             timeout=10)
+    h = report.hosts[0]
+    assert h.verdict == "infra" and report.exit_code == 3
+    assert "hung" in h.infra_error
+    assert 9 < h.duration < 25
+    assert "init: going to sleep" in "\n".join(h.console_tail)
+
+
+def test_kvm_probe_boots_the_kernel_or_says_why_not(tmp_path: Path) -> None:
+    art = require_artifacts()
+    guest = initramfs.GuestFiles.from_dir(KSELFTEST)
+    ok, why = qemu.probe_kvm(art.kernel, guest, tmp_path, timeout=20)
+    assert why
+    accel = qemu.choose_accel("auto", art.kernel, guest, tmp_path / "again", probe_timeout=20)
+    assert accel.name == ("kvm" if ok else "tcg")
+    if not ok:
+        assert "TCG" in accel.reason
+    # A file that is not a kernel never passes the probe.
+    bogus = tmp_path / "bogus"
+    bogus.write_bytes(b"\0" * 4096)
+    assert qemu.probe_kvm(bogus, guest, tmp_path / "bogus-probe", timeout=10)[0] is False
