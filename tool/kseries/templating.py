@@ -19,14 +19,25 @@ from kseries.errors import KseriesError
 WRAP = 75
 
 
-def tabs_after(name: str, prefix: int, column: int) -> str:
+def tabs_after(name: object, prefix: int, column: int) -> str:
     """Tabs that move text after ``prefix`` + ``name`` to ``column`` (at least one)."""
-    pos = prefix + len(name)
+    pos = prefix + len(_defined(name))
     tabs = ""
     while not tabs or pos < column:
         pos = (pos // 8 + 1) * 8
         tabs += "\t"
     return tabs
+
+
+def _defined(value: object) -> str:
+    """Filters get Undefined as a value; make it fail as StrictUndefined should."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # raises UndefinedError naming the missing fact
+    return str(value)
+
+
+def re_escape(value: object) -> str:
+    return re.escape(_defined(value))
 
 
 class Templates:
@@ -41,7 +52,7 @@ class Templates:
             keep_trailing_newline=True,
             autoescape=False,
         )
-        self.env.filters["re_escape"] = re.escape
+        self.env.filters["re_escape"] = re_escape
         self.env.filters["tabs_after"] = tabs_after
         self.env.globals["kselftest"] = self.kselftest
 

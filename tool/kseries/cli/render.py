@@ -53,7 +53,8 @@ def print_series(series: rendering.RenderedSeries) -> None:
     for s, path in zip(rendering.summarize(series), series.files[1:], strict=True):
         print(f"  {path.name}")
         print(f"      {s.subject}")
-        print(f"      {len(s.files)} files, +{s.added} -{s.removed}: {', '.join(s.files)}")
+        n = len(s.files)
+        print(f"      {n} file{'s' if n != 1 else ''}, +{s.added} -{s.removed}: {', '.join(s.files)}")
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -11,14 +11,15 @@ from rich.console import Console
 from rich.status import Status
 
 
-def interactive(stream: TextIO = sys.stderr) -> bool:
+def interactive(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("CI")
 
 
 class ConsoleReporter:
     """Implements kseries.progress.Reporter for humans and CI logs."""
 
-    def __init__(self, stream: TextIO = sys.stderr, *, live: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, live: bool | None = None) -> None:
+        stream = stream or sys.stderr
         self.console = Console(file=stream, highlight=False, soft_wrap=True)
         self.live = interactive(stream) if live is None else live
         self._status: Status | None = None
