@@ -141,3 +141,15 @@ def test_a_failing_install_hook_is_reported(sshd: Sshd, tmp_path: Path,
                                kselftest=KSELFTEST, reporter=RecordingReporter(), patched=False)
     assert report.hosts[0].verdict == "infra"
     assert "hook" in report.hosts[0].infra_error
+
+
+def test_own_kernel_is_not_held_to_the_series(sshd: Sshd, tmp_path: Path) -> None:
+    """Without an install hook the host's own kernel runs: no virt line is expected of it."""
+    tests = {"svm_vmcall_test": static_program(tmp_path, "svm_vmcall_test", PASS_PROGRAM)}
+    report = harness.run_hosts([lab_host(sshd)], PLAN_FT, kernel=None, tests=tests,
+                               out_dir=tmp_path / "res", kselftest=KSELFTEST,
+                               reporter=RecordingReporter(), patched=True)
+    h = report.hosts[0]
+    assert "cpuinfo_virt" not in {t.name for t in h.tests}
+    assert any("its own kernel" in n for n in h.notes)
+    assert "host's own kernel" in h.kernel_note
