@@ -21,6 +21,7 @@ Without any of them, a non-slow QEMU test skips and says so.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -58,8 +59,9 @@ class VmArtifacts:
 
 
 def _find_tests(d: Path) -> dict[str, Path]:
+    """The smoke tests found in ``d``, and kvm_buslock_test if it was built there too."""
     found = {}
-    for name in SMOKE:
+    for name in (*SMOKE, PLAN.feature):
         hits = sorted(p for p in d.rglob(name) if p.is_file() and os.access(p, os.X_OK))
         if hits:
             found[name] = hits[0]
@@ -75,7 +77,7 @@ def existing_artifacts() -> VmArtifacts | None:
     c = cache_dir()
     if (c / "bzImage").is_file() and (c / "selftests").is_dir():
         tests = _find_tests(c / "selftests")
-        if len(tests) == len(SMOKE):
+        if all(name in tests for name in SMOKE):
             return VmArtifacts(c / "bzImage", tests)
     return None
 
@@ -137,8 +139,11 @@ def build_artifacts(jobs: int | None = None) -> VmArtifacts:
         shutil.copy2(src / "scripts/subarch.include", tools / "scripts/")
     kvm = tools / "tools/testing/selftests/kvm"
     out = c / "selftests"
+    names = list(SMOKE)
+    if add_feature_test(kvm):
+        names.append(PLAN.feature)
     targets = []
-    for name in SMOKE:
+    for name in names:
         rel = next((f.relative_to(kvm).with_suffix("") for sub in ("x86_64", "x86", ".")
                     if (f := kvm / sub / f"{name}.c").is_file()), None)
         assert rel is not None, f"{name}.c not in {kvm}"
@@ -149,6 +154,26 @@ def build_artifacts(jobs: int | None = None) -> VmArtifacts:
     art = existing_artifacts()
     assert art is not None
     return art
+
+
+def add_feature_test(kvm: Path) -> bool:
+    """Put kselftest/kvm_buslock_test.c and its makefile line into our copy of tools/."""
+    source = KSELFTEST / f"{PLAN.feature}.c"
+    if not source.is_file():
+        return False
+    makefile = next(m for m in (kvm / "Makefile.kvm", kvm / "Makefile") if m.is_file())
+    lines = makefile.read_text().splitlines(keepends=True)
+    pattern = re.compile(r"^(TEST_GEN_PROGS_x86(?:_64)?) \+= (x86(?:_64)?)/")
+    for i, line in enumerate(lines):
+        m = pattern.match(line)
+        if m:
+            shutil.copy2(source, kvm / m.group(2) / source.name)
+            entry = f"{m.group(1)} += {m.group(2)}/{PLAN.feature}\n"
+            if entry not in lines:
+                lines.insert(i + 1, entry)
+                makefile.write_text("".join(lines))
+            return True
+    return False
 
 
 def static_program(tmp: Path, name: str, source: str) -> Path:
