@@ -7,6 +7,7 @@ conftest_harness). Each boot takes a few seconds under TCG.
 
 from __future__ import annotations
 
+import argparse
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,6 +25,8 @@ from conftest_harness import (
     static_program,
 )
 from kseries import harness, initramfs, inventory, ktap, qemu, results
+from kseries.cli import run as run_cmd
+from kseries.errors import KseriesError
 from kseries.inventory import Host, QemuSettings
 from kseries.ktap import Status
 from kseries.outcome import evaluate
@@ -204,3 +207,53 @@ def test_kvm_probe_boots_the_kernel_or_says_why_not(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus"
     bogus.write_bytes(b"\0" * 4096)
     assert qemu.probe_kvm(bogus, guest, tmp_path / "bogus-probe", timeout=10)[0] is False
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kseries")
+    run_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def test_kseries_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`kseries run` on the default inventory's two hosts: the table and exit 0."""
+    art = require_artifacts()
+    selftests = next(iter(art.selftests.values())).parent
+    while not all(any(selftests.rglob(n)) for n in art.selftests):
+        selftests = selftests.parent
+    code = run_cli(["run", "--kernel", str(art.kernel), "--selftests", str(selftests),
+                    "--unpatched", "--accel", "tcg", "-o", str(tmp_path / "res")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "qemu-amd" in out and "qemu-intel" in out
+    assert "VMX not supported" in out
+    assert "exit 0: every host did what was expected" in out
+    assert (tmp_path / "res" / "junit.xml").is_file()
+    # One host, patched: the virt line is missing from this kernel, so exit 2.
+    code = run_cli(["run", "--kernel", str(art.kernel), "--selftests", str(selftests),
+                    "--host", "qemu-amd", "--accel", "tcg", "-o", str(tmp_path / "res2")])
+    out = capsys.readouterr().out
+    assert code == 2 and "MISMATCH" in out and "no virt line" in out
+
+
+def test_kseries_run_lava(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"k")
+    t = static_program(tmp_path, "smm_test", FAIL_PROGRAM)
+    code = run_cli(["run", "--lava", "--kernel", str(kernel), "--test", f"smm_test={t}",
+                    "-o", str(tmp_path / "res"), "--lava-url", "https://lab.example.org/k"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (tmp_path / "res" / "lava" / "qemu-amd.yaml").is_file()
+    assert (tmp_path / "res" / "lava" / "initramfs.cpio").is_file()
+    assert "lavacli jobs submit" in out
+
+
+def test_kseries_run_needs_a_kernel_and_tests(tmp_path: Path) -> None:
+    with pytest.raises(KseriesError, match="no selftest binaries"):
+        run_cli(["run", "--kernel", "/nonexistent"])
+    t = static_program(tmp_path, "smm_test", FAIL_PROGRAM)
+    with pytest.raises(KseriesError, match="no kernel for the qemu hosts"):
+        run_cli(["run", "--test", f"smm_test={t}"])

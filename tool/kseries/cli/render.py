@@ -54,7 +54,8 @@ def print_series(series: rendering.RenderedSeries) -> None:
         print(f"  {path.name}")
         print(f"      {s.subject}")
         n = len(s.files)
-        print(f"      {n} file{'s' if n != 1 else ''}, +{s.added} -{s.removed}: {', '.join(s.files)}")
+        files = ", ".join(s.files)
+        print(f"      {n} file{'s' if n != 1 else ''}, +{s.added} -{s.removed}: {files}")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
