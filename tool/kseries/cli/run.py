@@ -88,7 +88,8 @@ def find_tests(plan: inventory.TestPlan, selftests: Path | None,
 class HostBoard:
     """A Reporter showing one line per host: a live table on a terminal, lines in CI."""
 
-    def __init__(self, hosts: list[str], stream: TextIO = sys.stderr) -> None:
+    def __init__(self, hosts: list[str], stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
         self.console = Console(file=stream, highlight=False, soft_wrap=True)
         self.live_mode = interactive(stream)
         self.states = dict.fromkeys(hosts, "waiting")
@@ -141,8 +142,8 @@ class HostBoard:
         self.console.print(f"note: {message}", markup=False)
 
 
-def print_table(report: results.RunReport, stream: TextIO = sys.stdout) -> None:
-    console = Console(file=stream, highlight=False, soft_wrap=False, width=200)
+def print_table(report: results.RunReport, stream: TextIO | None = None) -> None:
+    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=False, width=200)
     t = Table(title=f"kseries run: {report.kernel}", title_justify="left")
     for col in ("host", "test", "expected", "actual", "", "reason"):
         t.add_column(col, overflow="fold")
