@@ -12,6 +12,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from kseries import harness, initramfs, inventory, lava, results
 from kseries.cli.paths import KSELFTEST
@@ -93,17 +94,18 @@ class HostBoard:
         self.console = Console(file=stream, highlight=False, soft_wrap=True)
         self.live_mode = interactive(stream)
         self.states = dict.fromkeys(hosts, "waiting")
-        self.status = ""
+        self.status = ""  # the latest message that is not about one host
+        self.title = ""
         self.t0 = time.monotonic()
         self.live: Live | None = None
 
     def _table(self) -> Table:
-        t = Table(title=self.status or None, title_justify="left", box=None)
+        t = Table(title=Text(self.status or self.title), title_justify="left", box=None)
         t.add_column("host")
         t.add_column("state")
         for host, state in self.states.items():
             word = state.split(" ", 1)[0]
-            t.add_row(host, f"[{STATE_STYLE.get(word, 'yellow')}]{state}[/]")
+            t.add_row(Text(host), Text(state, style=STATE_STYLE.get(word, "yellow")))
         return t
 
     def _refresh(self) -> None:
@@ -111,7 +113,7 @@ class HostBoard:
             self.live.update(self._table())
 
     def start(self, step: str, detail: str = "") -> None:
-        self.status = f"{step}: {detail}"
+        self.title = f"{step}: {detail}"
         if self.live_mode and self.live is None:
             self.live = Live(self._table(), console=self.console, refresh_per_second=4)
             self.live.start()
@@ -122,6 +124,7 @@ class HostBoard:
         host, sep, state = detail.partition(": ")
         if sep and host in self.states:
             self.states[host] = state
+            self.status = ""
         else:
             self.status = detail
         if self.live_mode:
