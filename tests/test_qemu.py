@@ -257,3 +257,27 @@ def test_kseries_run_needs_a_kernel_and_tests(tmp_path: Path) -> None:
     t = static_program(tmp_path, "smm_test", FAIL_PROGRAM)
     with pytest.raises(KseriesError, match="no kernel for the qemu hosts"):
         run_cli(["run", "--test", f"smm_test={t}"])
+
+
+def test_kseries_run_with_a_baseline_kernel(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--baseline-kernel runs the unpatched base first; smoke tests are compared with it."""
+    art = require_artifacts()
+    smm = art.selftests["smm_test"]
+    code = run_cli(["run", "--kernel", str(art.kernel), "--baseline-kernel", str(art.kernel),
+                    "--test", f"smm_test={smm}", "--host", "qemu-amd", "--unpatched",
+                    "--accel", "tcg", "-o", str(tmp_path / "res")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "as on the unpatched base" not in out  # ok rows show the actual reason
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["baseline"].startswith("run of ")
+    smm_row = next(t for t in summary["hosts"][0]["tests"] if t["name"] == "smm_test")
+    assert smm_row["expected"] == ["PASS"]
+    assert smm_row["expected_reason"].startswith("as on the unpatched base: PASS")
+    assert (tmp_path / "res" / "baseline" / "summary.json").is_file()
+    # The saved baseline can be reused with --baseline.
+    code = run_cli(["run", "--kernel", str(art.kernel), "--baseline", str(tmp_path / "res" /
+                    "baseline"), "--test", f"smm_test={smm}", "--host", "qemu-amd",
+                    "--unpatched", "--accel", "tcg", "-o", str(tmp_path / "res2")])
+    assert code == 0
