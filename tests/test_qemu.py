@@ -281,3 +281,23 @@ def test_kseries_run_with_a_baseline_kernel(tmp_path: Path,
                     "baseline"), "--test", f"smm_test={smm}", "--host", "qemu-amd",
                     "--unpatched", "--accel", "tcg", "-o", str(tmp_path / "res2")])
     assert code == 0
+
+
+def test_a_hanging_selftest_is_killed_and_the_next_one_runs(tmp_path: Path) -> None:
+    """The per-test timeout: the hung test is an ERROR, the guest goes on and powers off."""
+    art = require_artifacts()
+    hang = static_program(tmp_path, "svm_int_ctl_test",
+                          "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n")
+    plan = inventory.TestPlan(smoke=("svm_int_ctl_test", "kvm_create_max_vcpus"),
+                              feature="kvm_buslock_test", test_timeout=3)
+    tests = {"svm_int_ctl_test": hang,
+             "kvm_create_max_vcpus": art.selftests["kvm_create_max_vcpus"]}
+    report = harness.run_hosts([AMD], plan, kernel=art.kernel, tests=tests,
+                               out_dir=tmp_path / "res", kselftest=KSELFTEST,
+                               reporter=RecordingReporter(), patched=False, accel="tcg")
+    h = report.hosts[0]
+    assert not h.infra_error
+    status, ok, reason = outcome(report, "qemu-amd", "svm_int_ctl_test")
+    assert (status, ok) == (Status.ERROR, False) and "killed after 3s" in reason
+    assert outcome(report, "qemu-amd", "kvm_create_max_vcpus")[:2] == (Status.PASS, True)
+    assert report.exit_code == 2
