@@ -95,7 +95,10 @@ def test_amd_and_intel_under_tcg(tmp_path: Path) -> None:
     ktap.parse((res / "results.ktap").read_text(), strict=True)
     raw = ktap.parse((res / "qemu-amd" / "guest.ktap").read_text(), strict=True)
     assert [r.name for r in raw.results] == list(tests)
-    assert ET.parse(res / "junit.xml").getroot().get("failures") == "0"
+    junit = ET.parse(res / "junit.xml").getroot()
+    assert junit.get("failures") == "0"
+    smm = junit.find("testsuite[@name='qemu-amd']/testcase[@name='smm_test']")
+    assert smm is not None and float(smm.get("time", "0")) > 0
     assert "kvm_amd" in (res / "qemu-amd" / "dmesg.txt").read_text()
     assert (res / "qemu-amd" / "console.log").is_file()
     assert any("qemu-amd: PASS" in e[2] for e in rec.events)

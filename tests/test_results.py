@@ -64,7 +64,7 @@ def test_write_results_directory(tmp_path: Path) -> None:
     assert by["lab"]["tests"][0] == {"name": "kvm_buslock_test", "kind": "feature",
                                      "actual": "SKIP", "reason": "Requirement not met",
                                      "expected": ["PASS"], "expected_reason": "why",
-                                     "ok": False}
+                                     "ok": False, "seconds": 0.0}
     assert by["qemu-intel"]["verdict"] == "infra"
     assert by["qemu-intel"]["console_tail"][-1] == "Kernel panic - x"
     res = tmp_path / "res"
@@ -139,6 +139,8 @@ KSERIES-FACTS-END
 KSERIES-KTAP-BEGIN
 KTAP version 1
 1..2
+# smm output
+# kseries-time: 1.25
 ok 1 smm_test
 not ok 2 kvm_buslock_test # exit code 254
 KSERIES-KTAP-END
@@ -161,6 +163,8 @@ def test_evaluate_guest_output() -> None:
     assert got["kernel_log"] == (Status.FAIL, False)
     assert got["kvm_buslock_test"] == (Status.FAIL, False)
     assert "dev_kvm" not in got  # only the checks asked for are reported
+    smm = next(t for t in rep.tests if t.name == "smm_test")
+    assert smm.seconds == 1.25 and smm.output == ["smm output"]
     # The same virt line on a host that does not declare the feature is a mismatch.
     rep = evaluate(AMD, GuestRun(output=GUEST), [], {}, {"cpuinfo_virt": expect(Status.PASS)})
     assert rep.tests[0].actual is Status.FAIL and "does not declare" in rep.tests[0].reason

@@ -30,6 +30,7 @@ _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s*")
 _KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|Oops|general protection fault|Call Trace:)")
 _NOT_SUPPORTED = re.compile(r"(not supported|disabled by bios|disabled by BIOS|not available)")
 TAIL_LINES = 30
+TIME_PREFIX = "kseries-time: "
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TestOutcome:
     reason: str
     expected: Expectation
     output: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the test, where the runner measured it
 
     @property
     def ok(self) -> bool:
@@ -202,9 +204,24 @@ def evaluate(
             detail = _failure_detail(diag) if status is Status.FAIL else ""
             if detail:
                 reason = f"{reason}: {detail}"
+        seconds, diag = _split_time(diag)
         report.tests.append(TestOutcome(name, kinds[name], status, reason, expectations[name],
-                                        diag))
+                                        diag, seconds))
     return report
+
+
+def _split_time(diagnostics: list[str]) -> tuple[float, list[str]]:
+    """run-tests' "kseries-time: SECONDS" line, taken out of the test's output."""
+    seconds, rest = 0.0, []
+    for line in diagnostics:
+        if line.startswith(TIME_PREFIX):
+            try:
+                seconds = float(line.removeprefix(TIME_PREFIX))
+                continue
+            except ValueError:
+                pass
+        rest.append(line)
+    return seconds, rest
 
 
 def _failure_detail(diagnostics: list[str]) -> str:
