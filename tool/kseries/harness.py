@@ -87,13 +87,15 @@ def run_hosts(
     patched: bool,
     baseline: Baseline | None = None,
     jobs: int | None = None,
-    accel: str | None = None,
+    accel: str | qemu.Accel | None = None,
 ) -> RunReport:
     """Run ``tests`` (name -> binary, run in this order) on every host.
 
     ``kernel`` is the bzImage for QEMU hosts (and the ssh install hook);
     ``patched`` says whether it carries the series (then the /proc/cpuinfo virt
-    line is expected); ``accel`` overrides every QEMU host's accel setting.
+    line is expected); ``accel`` overrides every QEMU host's accel setting: "auto",
+    "kvm", "tcg", or an ``Accel`` already chosen (by ``decide_accel``, so that a
+    baseline run and the run compared with it probe /dev/kvm only once).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     reporter.start("run", f"{len(hosts)} host(s), {len(tests)} test(s)")
@@ -132,7 +134,7 @@ def prepare(
     out_dir: Path,
     kselftest: Path,
     reporter: Reporter,
-    accel: str | None = None,
+    accel: str | qemu.Accel | None = None,
 ) -> Prepared:
     guest = initramfs.GuestFiles.from_dir(kselftest)
     kinds = {name: plan.kind(name) for name in tests}
@@ -146,14 +148,22 @@ def prepare(
                         f"{len(tests)} test(s)")
         rd = initramfs.build(out_dir / "initramfs.cpio", tests, guest=guest,
                              test_timeout=plan.test_timeout)
-        requested = {accel or h.qemu.accel for h in qemu_hosts if h.qemu}
-        wanted = "auto" if "auto" in requested else requested.pop()
-        if wanted != "tcg":
-            reporter.update("probing /dev/kvm with a tiny boot")
-        chosen = qemu.choose_accel(wanted, kernel, guest, out_dir / "accel-probe")
-        if chosen.name == "tcg" and wanted == "auto":
-            reporter.note(f"KVM unusable: {chosen.reason}")
+        chosen = accel if isinstance(accel, qemu.Accel) else decide_accel(
+            qemu_hosts, kernel, kselftest, out_dir / "accel-probe", reporter, accel)
     return Prepared(kernel, dict(tests), kinds, guest, rd, chosen, plan)
+
+
+def decide_accel(hosts: tuple[Host, ...] | list[Host], kernel: Path, kselftest: Path,
+                 work: Path, reporter: Reporter, requested: str | None = None) -> qemu.Accel:
+    """One accelerator for the run's QEMU hosts: KVM only if a probe boot works."""
+    asked = {requested or h.qemu.accel for h in hosts if h.qemu} or {"auto"}
+    wanted = "auto" if "auto" in asked else asked.pop()
+    if wanted != "tcg":
+        reporter.update("probing /dev/kvm with a tiny boot")
+    chosen = qemu.choose_accel(wanted, kernel, initramfs.GuestFiles.from_dir(kselftest), work)
+    if chosen.name == "tcg" and wanted == "auto":
+        reporter.note(f"KVM unusable: {chosen.reason}")
+    return chosen
 
 
 def runs_built_kernel(host: Host) -> bool:

@@ -184,18 +184,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                            hint="pass --kernel BZIMAGE (the vm profile of kseries build) "
                            "or set KSERIES_KERNEL")
     baseline = results.load_baseline(args.baseline) if args.baseline else None
+    accel: str | Accel | None = args.accel
     if args.baseline_kernel:
         board = HostBoard([h.name for h in hosts])
+        qemu_hosts = [h for h in hosts if h.transport == "qemu"]
+        if qemu_hosts:  # probe /dev/kvm once for both runs
+            accel = harness.decide_accel(qemu_hosts, args.baseline_kernel, KSELFTEST,
+                                         out / "accel-probe", board, args.accel)
         board.note(f"baseline: the same run on {args.baseline_kernel} (unpatched)")
         base_report = harness.run_hosts(
             hosts, inv.plan, kernel=args.baseline_kernel, tests=tests, out_dir=out / "baseline",
-            kselftest=KSELFTEST, reporter=board, patched=False, jobs=args.jobs, accel=args.accel)
+            kselftest=KSELFTEST, reporter=board, patched=False, jobs=args.jobs, accel=accel)
         baseline = results.Baseline.from_report(base_report)
     board = HostBoard([h.name for h in hosts])
     report = harness.run_hosts(
         hosts, inv.plan, kernel=args.kernel, tests=tests, out_dir=out, kselftest=KSELFTEST,
         reporter=board, patched=not args.unpatched, baseline=baseline, jobs=args.jobs,
-        accel=args.accel)
+        accel=accel)
     report.notes.append(f"base: {args.base}")
     print_table(report)
     return report.exit_code
