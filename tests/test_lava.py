@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
 
 from conftest_harness import KSELFTEST
 from kseries import inventory, lava
 from kseries.errors import KseriesError
 from kseries.inventory import Host
 from kseries.qemu import Accel
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed for --lava: pip install pyyaml")
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 LAVA_VALIDATE = """

@@ -18,8 +18,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # (types-PyYAML would make this typed)
-
 from kseries.errors import KseriesError
 from kseries.inventory import Host, TestPlan
 from kseries.qemu import Accel
@@ -106,6 +104,11 @@ def _platform(host: Host, kernel_url: str, initramfs_url: str, accel: Accel,
 
 
 def dump(d: dict[str, Any]) -> str:
+    """YAML text of a job. PyYAML is imported here: only --lava needs it."""
+    try:
+        import yaml  # type: ignore[import-untyped]  # (types-PyYAML would type it)
+    except ImportError as exc:
+        raise KseriesError("--lava needs PyYAML", hint="pip install pyyaml") from exc
     return str(yaml.safe_dump(d, sort_keys=False, default_flow_style=False, width=100))
 
 
