@@ -242,6 +242,7 @@ def test_kseries_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_kseries_run_lava(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("yaml", reason="PyYAML is needed for --lava: pip install pyyaml")
     kernel = tmp_path / "bzImage"
     kernel.write_bytes(b"k")
     t = static_program(tmp_path, "smm_test", FAIL_PROGRAM)
