@@ -1,0 +1,373 @@
+"""Checks of a series' mails against kernel conventions and kseries' manifest.
+
+Trailers (Signed-off-by chain), subject prefixes, series shape (numbering,
+cover letter, diffstat, base-commit), recipients (``get_maintainer.pl``) and,
+for kseries' own series, agreement with the manifest.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from email.utils import parseaddr
+from pathlib import Path
+
+from kseries import proc, workspace
+from kseries.checks import Context
+from kseries.errors import KseriesError
+from kseries.mailbox import Mail, subsystem_prefix
+from kseries.report import FAIL, PASS, SKIP, WARN, Cell
+
+_STAT_LINE = re.compile(r"^ (\S.*?)\s+\|\s+(\d+|Bin\b.*?)(?: [+-]+)?\s*$")
+_STAT_SUMMARY = re.compile(r"^ (\d+) files? changed(?:, (\d+) insertions?\(\+\))?"
+                           r"(?:, (\d+) deletions?\(-\))?")
+_SHORTLOG_AUTHOR = re.compile(r"^(\S.*) \((\d+)\):$")
+
+
+# --- Trailers --------------------------------------------------------------------
+
+
+def trailers(ctx: Context) -> Iterable[Cell]:
+    """The author signs off; Co-developed-by is followed by its Signed-off-by; the sender
+    signs last."""
+    sender = parseaddr(ctx.series.sender)[1].lower()
+    for row, mail in ctx.rows():
+        problems = trailer_problems(mail, sender)
+        if problems:
+            yield Cell("trailers", row, FAIL, problems[0], tuple(problems))
+        else:
+            sobs = sum(1 for t in mail.trailers if t.tag.lower() == "signed-off-by")
+            yield Cell("trailers", row, PASS, f"{sobs} Signed-off-by, the sender last")
+
+
+def trailer_problems(mail: Mail, sender: str) -> list[str]:
+    chain = list(mail.trailers)
+    sobs = [t for t in chain if t.tag.lower() == "signed-off-by"]
+    if not sobs:
+        return ["no Signed-off-by"]
+    out = [f"malformed trailer {t}: no e-mail address"
+           for t in chain if t.tag.lower() in ("signed-off-by", "co-developed-by") and not t.email]
+    if mail.author_email not in {t.email for t in sobs}:
+        out.append(f"the author {mail.author} has no Signed-off-by")
+    for i, t in enumerate(chain):
+        if t.tag.lower() != "co-developed-by":
+            continue
+        if t.email == mail.author_email:
+            out.append(f"the author {mail.author} is listed as Co-developed-by")
+        after = chain[i + 1] if i + 1 < len(chain) else None
+        if after is None or after.tag.lower() != "signed-off-by" or after.email != t.email:
+            out.append(f"Co-developed-by: {t.value} is not followed by their Signed-off-by")
+    if sender and sobs[-1].email != sender:
+        out.append(f"the sender <{sender}> does not sign last (last: {sobs[-1].value})")
+    return out
+
+
+# --- Subject prefix -------------------------------------------------------------------
+
+
+def load_prefixes(templates: Path) -> dict[str, tuple[str, ...]]:
+    path = templates / "prefixes.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KseriesError(f"{path}: cannot read the subject prefix table ({exc})") from exc
+    return {k: tuple(v) for k, v in data.get("paths", {}).items()}
+
+
+def table_prefixes(table: dict[str, tuple[str, ...]], path: str) -> tuple[str, ...]:
+    """The most specific entry of the table for ``path``."""
+    best = ""
+    for key in table:
+        covers = path == key or (key.endswith("/") and path.startswith(key))
+        if covers and len(key) > len(best):
+            best = key
+    return table.get(best, ())
+
+
+def learned_prefixes(ctx: Context, files: list[str]) -> tuple[str, ...]:
+    """Prefixes the base's history uses for ``files`` (none for a one-commit import)."""
+    count = workspace.git(ctx.base.repo, "rev-list", "--count", "--max-count=2",
+                          ctx.base.commit, check=False)
+    if not count.ok or count.stdout.strip() in ("", "0", "1"):
+        return ()
+    res = workspace.git(ctx.base.repo, "log", "--format=%s", "-n", "50", ctx.base.commit,
+                        "--", *files, check=False)
+    seen: dict[str, int] = {}
+    for line in res.stdout.splitlines():
+        p = subsystem_prefix(line.strip())
+        if p:
+            seen[p] = seen.get(p, 0) + 1
+    return tuple(sorted(seen, key=lambda p: -seen[p]))
+
+
+def prefix(ctx: Context) -> Iterable[Cell]:
+    """The subject's subsystem prefix is one the touched files' subsystems use."""
+    table = load_prefixes(ctx.templates)
+    for row, mail in ctx.rows():
+        have = mail.subject.prefix
+        files = [f.path for f in mail.files]
+        accepted: list[str] = []
+        for f in files:
+            accepted += [p for p in table_prefixes(table, f) if p not in accepted]
+        learned = learned_prefixes(ctx, files) if files else ()
+        accepted += [p for p in learned if p not in accepted]
+        if not have:
+            yield Cell("prefix", row, FAIL, "no subsystem prefix (\"subsystem: summary\")",
+                       tuple(f"expected one of: {', '.join(accepted)}" for _ in accepted[:1]))
+        elif not accepted:
+            yield Cell("prefix", row, WARN, f"no known prefix for {', '.join(files)}",
+                       ("add the paths to templates/prefixes.toml",))
+        elif have in accepted:
+            source = "history" if have in learned else "prefixes.toml"
+            yield Cell("prefix", row, PASS, f"{have!r} ({source})")
+        elif have.lower() in {p.lower() for p in accepted}:
+            yield Cell("prefix", row, WARN, f"{have!r} differs in case from what "
+                       f"{files[0]} uses", (f"accepted: {', '.join(accepted)}",))
+        else:
+            yield Cell("prefix", row, FAIL, f"{have!r} is not a prefix of "
+                       f"{', '.join(files)}", (f"expected one of: {', '.join(accepted)}",))
+
+
+# --- Series shape ---------------------------------------------------------------------
+
+
+def shape(ctx: Context) -> Iterable[Cell]:
+    """Numbering, the cover letter, its diffstat and shortlog, base-commit."""
+    n = len(ctx.series.patches)
+    cover = ctx.series.cover
+    tags = (cover or ctx.series.patches[0]).subject.tag_text
+    for row, mail in ctx.rows():
+        s = mail.subject
+        if s.number is None:
+            if n > 1:
+                yield Cell("shape", row, FAIL, "not numbered: expected [PATCH m/n]")
+            continue
+        if s.number != row or s.total != n:
+            yield Cell("shape", row, FAIL, f"numbered {s.number}/{s.total} but it is patch "
+                       f"{row} of {n}")
+        elif s.tag_text != tags:
+            yield Cell("shape", row, FAIL, f"[{s.tag_text}] differs from the series' [{tags}]")
+        else:
+            yield Cell("shape", row, PASS, f"{s.number}/{s.total}")
+    if cover is None:
+        if n > 2:
+            yield Cell("shape", 0, FAIL, f"no cover letter for a {n}-patch series")
+    else:
+        if cover.subject.total != n:
+            yield Cell("shape", 0, FAIL, f"cover letter numbered 0/{cover.subject.total} "
+                       f"for {n} patches")
+        yield from _diffstat(ctx, cover)
+        yield from _shortlog(ctx, cover)
+    yield from _base_commit(ctx)
+
+
+def expected_stat(ctx: Context) -> dict[str, tuple[int, int]]:
+    """File -> (added, removed) of the whole series: git's when applied, else unidiff's."""
+    tip = ctx.tip or (ctx.rendered.tip if ctx.rendered else "")
+    repo = ctx.rendered.repo if ctx.rendered and not ctx.tip else workspace.scratch_repo(ctx.base)
+    if tip:
+        res = workspace.git(repo, "diff", "--numstat", "--no-renames", ctx.base.commit, tip,
+                            check=False)
+        if res.ok:
+            out = {}
+            for line in res.stdout.splitlines():
+                a, r, name = line.split("\t", 2)
+                out[name] = (int(a) if a.isdigit() else 0, int(r) if r.isdigit() else 0)
+            return out
+    sums: dict[str, tuple[int, int]] = {}
+    for mail in ctx.series.patches:
+        for f in mail.files:
+            plus, minus = sums.get(f.path, (0, 0))
+            sums[f.path] = (plus + f.added, minus + f.removed)
+    return sums
+
+
+def _diffstat(ctx: Context, cover: Mail) -> Iterable[Cell]:
+    text = cover.body + "\n" + cover.notes
+    listed: dict[str, str] = {}
+    summary = None
+    for line in text.splitlines():
+        if m := _STAT_LINE.match(line):
+            listed[m.group(1).strip()] = m.group(2)
+        elif m := _STAT_SUMMARY.match(line):
+            summary = m
+    if not listed:
+        yield Cell("shape", 0, WARN, "the cover letter has no diffstat")
+        return
+    want = expected_stat(ctx)
+    problems = []
+    matched = set()
+    for shown, count in listed.items():
+        path = _match_path(shown, want)
+        if path is None:
+            problems.append(f"diffstat lists {shown}, which no patch touches")
+            continue
+        matched.add(path)
+        a, r = want[path]
+        if count.isdigit() and int(count) != a + r:
+            problems.append(f"diffstat says {count} lines for {path}, the patches change {a + r}")
+    problems += [f"diffstat misses {p}" for p in want if p not in matched]
+    if summary:
+        files, ins, dels = (int(summary.group(i) or 0) for i in (1, 2, 3))
+        real = (len(want), sum(a for a, _ in want.values()), sum(r for _, r in want.values()))
+        if (files, ins, dels) != real:
+            problems.append(f"diffstat summary says {files} files, +{ins} -{dels}; the patches: "
+                            f"{real[0]} files, +{real[1]} -{real[2]}")
+    if problems:
+        yield Cell("shape", 0, FAIL, problems[0], tuple(problems))
+    else:
+        yield Cell("shape", 0, PASS, f"cover diffstat matches: {len(want)} files")
+
+
+def _match_path(shown: str, want: dict[str, tuple[int, int]]) -> str | None:
+    if shown in want:
+        return shown
+    if shown.startswith(".../"):
+        tails = [p for p in want if p.endswith(shown[3:])]
+        return tails[0] if len(tails) == 1 else None
+    return None
+
+
+def _shortlog(ctx: Context, cover: Mail) -> Iterable[Cell]:
+    entries: list[tuple[str, str]] = []
+    author = ""
+    for line in cover.body.splitlines():
+        if m := _SHORTLOG_AUTHOR.match(line):
+            author = m.group(1)
+        elif author and line.startswith("    ") and entries:
+            entries[-1] = (entries[-1][0], entries[-1][1] + " " + line.strip())
+        elif author and line.startswith("  ") and line.strip():
+            entries.append((author, line.strip()))
+        elif not line.strip() and entries and author:
+            author = ""
+    if not entries:
+        return
+    want = sorted((parseaddr(m.author)[0], m.subject.title) for m in ctx.series.patches)
+    if sorted(entries) != want:
+        extra = [f"shortlog has {a}: {t}" for a, t in sorted(set(entries) - set(want))]
+        missing = [f"shortlog misses {a}: {t}" for a, t in sorted(set(want) - set(entries))]
+        details = tuple(extra + missing) or ("shortlog counts differ",)
+        yield Cell("shape", 0, FAIL, details[0], details)
+
+
+def _base_commit(ctx: Context) -> Iterable[Cell]:
+    found = ctx.series.base_commit
+    if not found:
+        yield Cell("shape", 0, WARN, "no base-commit: line (git format-patch --base)")
+    elif not ctx.base.commit.startswith(found):
+        yield Cell("shape", 0, FAIL, f"base-commit {found[:12]} is not the base "
+                   f"{ctx.base.commit[:12]} ({ctx.base.describe})")
+    else:
+        yield Cell("shape", 0, PASS, f"base-commit {found[:12]}")
+
+
+# --- Recipients ----------------------------------------------------------------------
+
+
+def get_maintainer(tree: Path, *args: str | Path) -> list[str]:
+    """The addresses ``scripts/get_maintainer.pl`` prints (no git history used)."""
+    script = tree / "scripts" / "get_maintainer.pl"
+    res = proc.run(["perl", script, "--no-rolestats", "--no-git", "--no-git-fallback",
+                    "--no-tree", *args], cwd=tree, timeout=300, what="get_maintainer.pl")
+    return [ln.strip() for ln in res.stdout.splitlines() if "@" in ln]
+
+
+def maintained(tree: Path, path: str) -> bool:
+    """Does a MAINTAINERS entry other than THE REST cover ``path`` (or its directory)?"""
+    where = Path(path)
+    while not (tree / where).exists() and where != Path("."):
+        where = where.parent
+    people = get_maintainer(tree, "--no-l", "-f", str(where))
+    return any(parseaddr(p)[1] != "torvalds@linux-foundation.org" for p in people)
+
+
+def recipients(ctx: Context) -> Iterable[Cell]:
+    """The series' To/Cc cover what ``get_maintainer.pl`` lists for each patch."""
+    tree = ctx.tree()
+    if not (tree / "scripts" / "get_maintainer.pl").exists():
+        yield Cell("recipients", 0, SKIP, "the base has no scripts/get_maintainer.pl")
+        return
+    cover = ctx.series.cover
+    common = {parseaddr(a)[1].lower() for a in (cover.recipients if cover else ())}
+    addressed = any(m.recipients for m in ctx.series.mails)
+    by_submit = ctx.rendered is not None and ctx.manifest is not None and not addressed
+    if by_submit and ctx.manifest:
+        common |= {parseaddr(a)[1].lower() for a in ctx.manifest.to + ctx.manifest.cc}
+    missing_all: dict[str, str] = {}
+    for row, mail in ctx.rows():
+        ctx.reporter.update(f"get_maintainer.pl {row}/{len(ctx.series.patches)}")
+        listed = get_maintainer(tree, ctx.patch_file(row))
+        have = common | {parseaddr(a)[1].lower() for a in mail.recipients}
+        missing = [a for a in listed if parseaddr(a)[1].lower() not in have]
+        for a in missing:
+            missing_all.setdefault(parseaddr(a)[1].lower(), a)
+        if not missing:
+            yield Cell("recipients", row, PASS, f"covers get_maintainer's {len(listed)}")
+        elif by_submit:
+            yield Cell("recipients", row, PASS, f"submit adds {len(missing)} of "
+                       f"get_maintainer's {len(listed)} to the manifest's", tuple(missing))
+        elif not addressed:
+            yield Cell("recipients", row, WARN, f"not addressed yet: no To/Cc; "
+                       f"get_maintainer.pl lists {len(listed)}", tuple(listed))
+        else:
+            yield Cell("recipients", row, FAIL, f"missing {len(missing)} of get_maintainer's "
+                       f"{len(listed)}: {', '.join(missing[:3])}", tuple(missing))
+    if missing_all and addressed:
+        yield Cell("recipients", 0, FAIL, f"missing {len(missing_all)} recipients",
+                   tuple(missing_all.values()))
+
+
+# --- Manifest (kseries' own series) ------------------------------------------------
+
+
+def manifest(ctx: Context) -> Iterable[Cell]:
+    """Subjects, authors, trailer chains and files agree with templates/series.toml."""
+    m = ctx.manifest
+    if m is None:
+        yield Cell("manifest", 0, SKIP, "not kseries' series: checked against kernel "
+                   "conventions instead")
+        return
+    if len(ctx.series.patches) != len(m.patches):
+        yield Cell("manifest", 0, FAIL, f"{len(ctx.series.patches)} patches, the manifest "
+                   f"has {len(m.patches)}")
+    cover = ctx.series.cover
+    if cover is not None and cover.subject.title != m.cover_subject:
+        yield Cell("manifest", 0, FAIL, f"cover subject {cover.subject.title!r} is not "
+                   f"{m.cover_subject!r}")
+    elif cover is not None:
+        yield Cell("manifest", 0, PASS, "cover letter subject")
+    files = _rendered_files(ctx)
+    for (row, mail), want in zip(ctx.rows(), m.patches, strict=False):
+        problems = []
+        if mail.subject.title != want.subject:
+            problems.append(f"subject {mail.subject.title!r} is not {want.subject!r}")
+        if mail.subject.tag_text != m.prefix:
+            problems.append(f"[{mail.subject.tag_text}] is not [{m.prefix}]")
+        name, addr = parseaddr(mail.author)
+        if (name, addr.lower()) != (want.author.name, want.author.email.lower()):
+            problems.append(f"author {mail.author} is not {want.author.ident}")
+        chain = [str(t) for t in mail.trailers]
+        expected = [str(t) for t in want.trailers]
+        if chain != expected:
+            problems.append(f"trailers {chain} are not {expected}")
+        if files and row <= len(files):
+            got = sorted(f.path for f in mail.files)
+            if got != files[row - 1]:
+                problems.append(f"files {got} are not the rendered {files[row - 1]}")
+        if problems:
+            yield Cell("manifest", row, FAIL, problems[0], tuple(problems))
+        else:
+            yield Cell("manifest", row, PASS, "matches the manifest")
+
+
+def _rendered_files(ctx: Context) -> list[list[str]]:
+    if ctx.rendered is None:
+        return []
+    out = []
+    parent = ctx.base.commit
+    for commit in ctx.rendered.commits:
+        res = workspace.git(ctx.rendered.repo, "diff", "--name-only", parent, commit)
+        out.append(sorted(res.stdout.split()))
+        parent = commit
+    return out
