@@ -9,7 +9,7 @@ BASE    ?= debian:6.12
 KSERIES := $(VENV)/bin/kseries
 APT_PACKAGES := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
 	python3-venv qemu-system-x86 busybox-static ccache dwarves gdb \
-	openssh-server openssh-client git-email rsync
+	openssh-server openssh-client git-email rsync lava-common libxml2-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps apt venv lint typecheck pytest patches bench clean
