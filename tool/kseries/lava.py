@@ -104,11 +104,9 @@ def _platform(host: Host, kernel_url: str, initramfs_url: str, accel: Accel,
 
 
 def dump(d: dict[str, Any]) -> str:
-    """YAML text of a job. PyYAML is imported here: only --lava needs it."""
-    try:
-        import yaml  # type: ignore[import-untyped]  # (types-PyYAML would type it)
-    except ImportError as exc:
-        raise KseriesError("--lava needs PyYAML", hint="pip install pyyaml") from exc
+    """YAML text of a job (PyYAML is a dependency; only --lava needs it)."""
+    import yaml
+
     return str(yaml.safe_dump(d, sort_keys=False, default_flow_style=False, width=100))
 
 
