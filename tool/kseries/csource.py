@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 
 
+_BRACES = re.compile(r"[{}]")
+
+
 class ParseError(Exception):
     pass
 
@@ -33,14 +36,13 @@ def block_at(text: str, pos: int) -> tuple[int, int]:
     if brace < 0:
         raise ParseError(f"no '{{' after offset {pos}")
     depth = 0
-    for i in range(brace, len(text)):
-        ch = text[i]
-        if ch == "{":
+    for m in _BRACES.finditer(text, brace):
+        if m.group(0) == "{":
             depth += 1
-        elif ch == "}":
+        else:
             depth -= 1
             if depth == 0:
-                return line_start, i + 1
+                return line_start, m.end()
     raise ParseError(f"unbalanced braces after offset {pos}")
 
 

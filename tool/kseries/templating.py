@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from kseries.base import cache_root
 from kseries.edits import Edit
 from kseries.errors import KseriesError
 
@@ -40,6 +41,13 @@ def re_escape(value: object) -> str:
     return re.escape(_defined(value))
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache:
+    """Compiled templates, kept in the cache (checked against each template's source)."""
+    directory = cache_root() / "jinja"
+    directory.mkdir(parents=True, exist_ok=True)
+    return jinja2.FileSystemBytecodeCache(str(directory))
+
+
 class Templates:
     def __init__(self, root: Path, kselftest: Path) -> None:
         self.root = root
@@ -51,6 +59,7 @@ class Templates:
             lstrip_blocks=True,
             keep_trailing_newline=True,
             autoescape=False,
+            bytecode_cache=_bytecode_cache(),
         )
         self.env.filters["re_escape"] = re_escape
         self.env.filters["tabs_after"] = tabs_after
