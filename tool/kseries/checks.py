@@ -221,7 +221,7 @@ def checkpatch(ctx: Context) -> Iterable[Cell]:
                 hard.append(line)
         if hard:
             yield Cell("checkpatch", row, FAIL, f"{counted}: {hard[0]}", tuple(hard + advice))
-        elif result.errors + result.warnings > len(advice):
+        elif result.errors + result.warnings > sum(1 for a in advice if "[advice:" in a):
             yield Cell("checkpatch", row, FAIL, counted, tuple(proc.key_lines(res.stdout)))
         elif advice:
             yield Cell("checkpatch", row, WARN, f"{counted}: {advice[0]}", tuple(advice))
