@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from check_fixtures import (
     add_headers,
     cells,
@@ -23,7 +24,6 @@ from check_fixtures import (
     patch_file,
     rendered,
 )
-
 from kseries import checklist, mailbox, render
 from kseries.base import Base
 from kseries.report import FAIL, PASS, SKIP, WARN
