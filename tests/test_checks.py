@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from check_fixtures import (
+    TEMPLATES,
     add_headers,
     cells,
     check,
@@ -24,8 +25,9 @@ from check_fixtures import (
     patch_file,
     rendered,
 )
-from kseries import checklist, mailbox, render
+from kseries import checklist, checks_series, mailbox, render
 from kseries.base import Base
+from kseries.checks import Context
 from kseries.report import FAIL, PASS, SKIP, WARN
 
 FAST = list(checklist.FAST)
@@ -251,3 +253,32 @@ def test_b4_am_output(base: Base, series612: render.RenderedSeries, tmp_path: Pa
     assert len(parsed.patches) == 5 and parsed.cover is not None  # the .cover next to it
     report = check(base, mbx[0], ["applies", "trailers", "shape", "manifest"], tmp_path)
     assert report.worst("applies") == PASS and report.worst("trailers") == PASS
+
+
+def test_prefix_learned_from_a_git_base_history(tmp_path: Path) -> None:
+    """On a base with history, the prefixes its log uses for the files count too."""
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@x",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@x", "PATH": "/usr/bin:/bin"}
+
+    def run(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *args], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    run("init", "-q")
+    (tree / "drivers" / "foo").mkdir(parents=True)
+    for i, subject in enumerate(["foo/core: Add the driver", "foo/core: Fix a leak"]):
+        (tree / "drivers" / "foo" / "core.c").write_text(f"int v = {i};\n")
+        run("add", "-A")
+        run("commit", "-qm", subject)
+    base = Base("t", "t", tree / ".git", run("rev-parse", "HEAD"), "test tree")
+    diff = ("diff --git a/drivers/foo/core.c b/drivers/foo/core.c\n--- a/drivers/foo/core.c\n"
+            "+++ b/drivers/foo/core.c\n@@ -1 +1 @@\n-int v = 1;\n+int v = 2;\n")
+    mails = [mailbox.parse_mail((f"From: T <t@x>\nSubject: [PATCH {n}/2] {s}\n\nText.\n\n"
+                                 f"Signed-off-by: T <t@x>\n---\n{diff}").encode(), f"{n}")
+             for n, s in ((1, "foo/core: Bump v"), (2, "foo: Bump v again"))]
+    ctx = Context(base, mailbox.assemble(mails, source="t"), TEMPLATES, tmp_path / "work")
+    good, bad = list(checks_series.prefix(ctx))
+    assert good.status == PASS and "(history)" in good.reason
+    assert bad.status == FAIL and bad.details == ("expected one of: foo/core:",)
