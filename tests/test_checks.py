@@ -5,6 +5,7 @@ kbuild modules' (SKIP here until they exist)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from check_fixtures import (
     patch_file,
     rendered,
 )
-from kseries import checklist, checks_series, mailbox, render
+from kseries import checklist, checks, checks_series, mailbox, render, workspace
 from kseries.base import Base
 from kseries.checks import Context
 from kseries.report import FAIL, PASS, SKIP, WARN
@@ -282,3 +283,35 @@ def test_prefix_learned_from_a_git_base_history(tmp_path: Path) -> None:
     good, bad = list(checks_series.prefix(ctx))
     assert good.status == PASS and "(history)" in good.reason
     assert bad.status == FAIL and bad.details == ("expected one of: foo/core:",)
+
+
+def test_patch_diffstat_that_lies(base: Base, broken: Path, tmp_path: Path) -> None:
+    edit(patch_file(broken, 3), " arch/x86/kvm/svm/svm.c          | 24 +++",
+         " arch/x86/kvm/svm/svm.c          | 20 +++")
+    report = check(base, broken, ["shape"], tmp_path)
+    cell = report.cell("shape", 3)
+    assert cell is not None and cell.status == FAIL
+    assert cell.reason == "diffstat says 20 lines for arch/x86/kvm/svm/svm.c, the diff changes 24"
+    assert report.cell("shape", 2).status == PASS  # type: ignore[union-attr]
+
+
+def test_unfilled_cover_letter(base: Base, broken: Path, tmp_path: Path) -> None:
+    edit(patch_file(broken, 0), "Add support for the Bus Lock Threshold", "*** SUBJECT HERE ***")
+    report = check(base, broken, ["shape"], tmp_path)
+    assert any("*** SUBJECT HERE ***" in c.reason for c in cells(report, "shape", FAIL))
+
+
+def test_applies_recovers_from_a_git_am_left_half_done(
+    base: Base, broken: Path, series612: render.RenderedSeries, tmp_path: Path,
+) -> None:
+    edit(patch_file(broken, 1), " \techo \"#ifdef CONFIG_X86_VMX_FEATURE_NAMES\"",
+         " \techo \"#ifdef CONFIG_X86_VMX_FEATURE_NAMEZ\"")
+    with checks.tree_lock(base):
+        tree = workspace.checkout(base, base.commit, checks.TREE_NAME)
+        env = {"GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@x", "GIT_AUTHOR_NAME": "T",
+               "GIT_AUTHOR_EMAIL": "t@x"}
+        failed = subprocess.run(["git", "-C", str(tree), "am", str(patch_file(broken, 1))],
+                                env={**os.environ, **env}, capture_output=True, check=False)
+        assert failed.returncode != 0  # and git am's state stays behind, as after a crash
+    report = check(base, copy_series(series612, tmp_path / "clean"), ["applies"], tmp_path)
+    assert report.worst("applies") == PASS, report.problems()

@@ -103,6 +103,8 @@ def applies(ctx: Context) -> Iterable[Cell]:
     """``git am`` each patch in order on a clean worktree of the base."""
     tree = ctx.tree()
     env = ctx.git_env()
+    if proc.run(["git", "-C", tree, "am", "--quit"], env=env, check=False).ok:
+        tree = ctx.tree()  # a run that died in the middle of git am left its state behind
     failed = 0
     for row, mail in ctx.rows():
         if failed:

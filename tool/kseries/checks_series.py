@@ -143,6 +143,9 @@ def shape(ctx: Context) -> Iterable[Cell]:
             if n > 1:
                 yield Cell("shape", row, FAIL, "not numbered: expected [PATCH m/n]")
             continue
+        lies = _patch_diffstat(mail)
+        if lies:
+            yield Cell("shape", row, FAIL, lies[0], tuple(lies))
         if s.number != row or s.total != n:
             yield Cell("shape", row, FAIL, f"numbered {s.number}/{s.total} but it is patch "
                        f"{row} of {n}")
@@ -157,6 +160,10 @@ def shape(ctx: Context) -> Iterable[Cell]:
         if cover.subject.total != n:
             yield Cell("shape", 0, FAIL, f"cover letter numbered 0/{cover.subject.total} "
                        f"for {n} patches")
+        placeholders = [p for p in ("*** SUBJECT HERE ***", "*** BLURB HERE ***")
+                        if p in cover.subject.raw or p in cover.body]
+        if placeholders:
+            yield Cell("shape", 0, FAIL, f"the cover letter still says {placeholders[0]}")
         yield from _diffstat(ctx, cover)
         yield from _shortlog(ctx, cover)
     yield from _base_commit(ctx)
@@ -218,6 +225,25 @@ def _diffstat(ctx: Context, cover: Mail) -> Iterable[Cell]:
         yield Cell("shape", 0, FAIL, problems[0], tuple(problems))
     else:
         yield Cell("shape", 0, PASS, f"cover diffstat matches: {len(want)} files")
+
+
+def _patch_diffstat(mail: Mail) -> list[str]:
+    """A patch's own diffstat (after ``---``) against its diff."""
+    listed = {m.group(1).strip(): m.group(2)
+              for m in map(_STAT_LINE.match, mail.notes.splitlines()) if m}
+    want = {f.path: (f.added, f.removed) for f in mail.files}
+    problems = []
+    for shown, count in listed.items():
+        path = _match_path(shown, want)
+        if path is None:
+            problems.append(f"diffstat lists {shown}, which the patch does not touch")
+        elif count.isdigit() and int(count) != sum(want[path]):
+            problems.append(f"diffstat says {count} lines for {path}, the diff changes "
+                            f"{sum(want[path])}")
+    if listed:
+        problems += [f"diffstat misses {p}" for p in want
+                     if p not in {_match_path(s, want) for s in listed}]
+    return problems
 
 
 def _match_path(shown: str, want: dict[str, tuple[int, int]]) -> str | None:
