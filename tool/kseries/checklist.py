@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from kseries import checks, checks_build, checks_series, mailbox, render
+from kseries import checks, checks_build, checks_recipients, checks_series, mailbox, render
 from kseries.base import Base
 from kseries.checks import Context
 from kseries.errors import KseriesError
@@ -40,7 +40,7 @@ CHECKS = (
     Check("trailers", checks_series.trailers, "Signed-off-by chain"),
     Check("prefix", checks_series.prefix, "subject prefix of the touched subsystems"),
     Check("shape", checks_series.shape, "numbering, cover letter, diffstat, base-commit"),
-    Check("recipients", checks_series.recipients, "To/Cc cover get_maintainer.pl", tree=True),
+    Check("recipients", checks_recipients.recipients, "To/Cc cover get_maintainer.pl", tree=True),
     Check("manifest", checks_series.manifest, "kseries' series agrees with its manifest"),
     *(Check(name, func, summary, build=True) for name, func, summary in checks_build.CHECKS),
 )

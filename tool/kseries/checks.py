@@ -185,7 +185,7 @@ def run_checkpatch(tree: Path, patch: Path) -> tuple[CheckpatchResult | None, pr
 # checkpatch warnings that say "look at X": when X is fine, they are advice.
 def _advice_only(ctx: Context, tree: Path, row: int, level: str, kind: str) -> str:
     if level == "WARNING" and kind == "FILE_PATH_CHANGES":
-        from kseries.checks_series import maintained
+        from kseries.checks_recipients import maintained
 
         mail = ctx.series.patches[row - 1]
         paths = [f.path for f in mail.files if f.new or f.deleted]

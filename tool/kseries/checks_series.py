@@ -1,8 +1,8 @@
 """Checks of a series' mails against kernel conventions and kseries' manifest.
 
 Trailers (Signed-off-by chain), subject prefixes, series shape (numbering,
-cover letter, diffstat, base-commit), recipients (``get_maintainer.pl``) and,
-for kseries' own series, agreement with the manifest.
+cover letter, diffstat, base-commit) and, for kseries' own series, agreement
+with the manifest. Recipients are in checks_recipients.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from email.utils import parseaddr
 from pathlib import Path
 
-from kseries import proc, workspace
+from kseries import workspace
 from kseries.checks import Context
 from kseries.errors import KseriesError
 from kseries.mailbox import Mail, subsystem_prefix
@@ -286,62 +286,6 @@ def _base_commit(ctx: Context) -> Iterable[Cell]:
                    f"{ctx.base.commit[:12]} ({ctx.base.describe})")
     else:
         yield Cell("shape", 0, PASS, f"base-commit {found[:12]}")
-
-
-# --- Recipients ----------------------------------------------------------------------
-
-
-def get_maintainer(tree: Path, *args: str | Path) -> list[str]:
-    """The addresses ``scripts/get_maintainer.pl`` prints (no git history used)."""
-    script = tree / "scripts" / "get_maintainer.pl"
-    res = proc.run(["perl", script, "--no-rolestats", "--no-git", "--no-git-fallback",
-                    "--no-tree", *args], cwd=tree, timeout=300, what="get_maintainer.pl")
-    return [ln.strip() for ln in res.stdout.splitlines() if "@" in ln]
-
-
-def maintained(tree: Path, path: str) -> bool:
-    """Does a MAINTAINERS entry other than THE REST cover ``path`` (or its directory)?"""
-    where = Path(path)
-    while not (tree / where).exists() and where != Path("."):
-        where = where.parent
-    people = get_maintainer(tree, "--no-l", "-f", str(where))
-    return any(parseaddr(p)[1] != "torvalds@linux-foundation.org" for p in people)
-
-
-def recipients(ctx: Context) -> Iterable[Cell]:
-    """The series' To/Cc cover what ``get_maintainer.pl`` lists for each patch."""
-    tree = ctx.tree()
-    if not (tree / "scripts" / "get_maintainer.pl").exists():
-        yield Cell("recipients", 0, SKIP, "the base has no scripts/get_maintainer.pl")
-        return
-    cover = ctx.series.cover
-    common = {parseaddr(a)[1].lower() for a in (cover.recipients if cover else ())}
-    addressed = any(m.recipients for m in ctx.series.mails)
-    by_submit = ctx.rendered is not None and ctx.manifest is not None and not addressed
-    if by_submit and ctx.manifest:
-        common |= {parseaddr(a)[1].lower() for a in ctx.manifest.to + ctx.manifest.cc}
-    missing_all: dict[str, str] = {}
-    for row, mail in ctx.rows():
-        ctx.reporter.update(f"get_maintainer.pl {row}/{len(ctx.series.patches)}")
-        listed = get_maintainer(tree, ctx.patch_file(row))
-        have = common | {parseaddr(a)[1].lower() for a in mail.recipients}
-        missing = [a for a in listed if parseaddr(a)[1].lower() not in have]
-        for a in missing:
-            missing_all.setdefault(parseaddr(a)[1].lower(), a)
-        if not missing:
-            yield Cell("recipients", row, PASS, f"covers get_maintainer's {len(listed)}")
-        elif by_submit:
-            yield Cell("recipients", row, PASS, f"submit adds {len(missing)} of "
-                       f"get_maintainer's {len(listed)} to the manifest's", tuple(missing))
-        elif not addressed:
-            yield Cell("recipients", row, WARN, f"not addressed yet: no To/Cc; "
-                       f"get_maintainer.pl lists {len(listed)}", tuple(listed))
-        else:
-            yield Cell("recipients", row, FAIL, f"missing {len(missing)} of get_maintainer's "
-                       f"{len(listed)}: {', '.join(missing[:3])}", tuple(missing))
-    if missing_all and addressed:
-        yield Cell("recipients", 0, FAIL, f"missing {len(missing_all)} recipients",
-                   tuple(missing_all.values()))
 
 
 # --- Manifest (kseries' own series) ------------------------------------------------
