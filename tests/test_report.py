@@ -81,7 +81,11 @@ def base() -> Base:
 
 def test_check_command_clean_and_findings(
     base: Base, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # verdicts go to tmp_path, not the shared cache (the base stays there)
+    monkeypatch.setattr(verdict, "report_path",
+                        lambda b, tip: tmp_path / "reports" / b.key / f"{tip}.json")
     series = rendered(base, tmp_path)
     good = copy_series(series, tmp_path / "good")
     out_json = tmp_path / "report.json"
@@ -92,8 +96,12 @@ def test_check_command_clean_and_findings(
     data = json.loads(out_json.read_text())
     assert data["status"] == "pass" and list(data["checks"]) == ["applies", "trailers", "shape"]
     assert data["series"]["tip"] == series.tip  # the files are exactly the rendering
-    assert verdict.status(base, series.tip) == verdict.PASS
-    assert "verdict: pass" in printed
+    assert "verdict: pass (not saved for submit: checkpatch, prefix" in printed
+
+    assert verdict.status(base, series.tip) is None
+    assert main(["check", "--base", "debian:6.12", "--fast", str(good)]) == 0
+    assert verdict.status(base, series.tip) == verdict.PASS  # what submit reads
+    assert "verdict: pass (" in capsys.readouterr().out
 
     bad = copy_series(series, tmp_path / "bad")
     edit(patch_file(bad, 1), "Signed-off-by: Manali Shukla <manali.shukla@amd.com>\n", "")

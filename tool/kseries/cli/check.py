@@ -58,11 +58,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         reports.write_json(report, args.json)
         print(f"report: {args.json}")
-    saved = reports.save_verdict(report)
+    left_out = [n for n in checklist.FAST if n not in names]
+    saved = None if left_out else reports.save_verdict(report)
     if saved:
         print(f"verdict: {report.status} ({saved})")
+    elif left_out:
+        print(f"verdict: {report.status} (not saved for submit: {', '.join(left_out)} "
+              "did not run)")
     else:
-        print(f"verdict: {report.status} (not saved: no tip, the series was not applied)")
+        print(f"verdict: {report.status} (not saved: no tip, the series did not apply)")
     return report.exit_code
 
 
