@@ -315,3 +315,18 @@ def test_applies_recovers_from_a_git_am_left_half_done(
         assert failed.returncode != 0  # and git am's state stays behind, as after a crash
     report = check(base, copy_series(series612, tmp_path / "clean"), ["applies"], tmp_path)
     assert report.worst("applies") == PASS, report.problems()
+
+
+def test_single_patch_sent_for_someone_else(tmp_path: Path) -> None:
+    """No cover letter: the mail's From is the sender, an in-body From: the author."""
+    base = Base("t", "t", tmp_path, "0" * 40, "no tree needed")
+    text = ("From: Sender <sender@x.org>\nSubject: [PATCH] KVM: SVM: Fix\n\n"
+            "From: Author <author@x.org>\n\nText.\n\nSigned-off-by: Author <author@x.org>\n"
+            "{last}---\ndiff --git a/a.c b/a.c\n--- a/a.c\n+++ b/a.c\n@@ -1 +1 @@\n-a\n+b\n")
+    for last, status in (("Signed-off-by: Sender <sender@x.org>\n", PASS), ("", FAIL)):
+        mail = mailbox.parse_mail(text.format(last=last).encode(), "one.patch")
+        ctx = Context(base, mailbox.assemble([mail], source="t"), TEMPLATES, tmp_path)
+        (trailer,) = checks_series.trailers(ctx)
+        assert trailer.status == status, trailer
+        (numbering,) = [c for c in checks_series.shape(ctx) if c.row == 1]
+        assert numbering.status == PASS and numbering.reason == "a single patch"

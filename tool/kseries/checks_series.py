@@ -31,8 +31,11 @@ _SHORTLOG_AUTHOR = re.compile(r"^(\S.*) \((\d+)\):$")
 def trailers(ctx: Context) -> Iterable[Cell]:
     """The author signs off; Co-developed-by is followed by its Signed-off-by; the sender
     signs last."""
-    sender = parseaddr(ctx.series.sender)[1].lower()
+    cover = ctx.series.cover
     for row, mail in ctx.rows():
+        # The cover letter's From is the sender; without one, each mail's own From
+        # (a mailing list's view: the author then has an in-body From: line).
+        sender = parseaddr(cover.sender if cover else mail.sender)[1].lower()
         problems = trailer_problems(mail, sender)
         if problems:
             yield Cell("trailers", row, FAIL, problems[0], tuple(problems))
@@ -142,6 +145,8 @@ def shape(ctx: Context) -> Iterable[Cell]:
         if s.number is None:
             if n > 1:
                 yield Cell("shape", row, FAIL, "not numbered: expected [PATCH m/n]")
+            else:
+                yield Cell("shape", row, PASS, "a single patch")
             continue
         lies = _patch_diffstat(mail)
         if lies:
