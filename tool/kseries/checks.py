@@ -10,8 +10,10 @@ where ``git am`` applies the series.
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -201,9 +203,14 @@ def checkpatch(ctx: Context) -> Iterable[Cell]:
         yield Cell("checkpatch", 0, SKIP, "the base has no scripts/checkpatch.pl")
         return
     spdx_noted = False
+    files = {row: ctx.patch_file(row) for row, _ in ctx.rows()}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        # checkpatch.pl is one perl process per patch: run them side by side
+        runs = {row: pool.submit(run_checkpatch, tree, f) for row, f in files.items()}
+        outcomes = {row: job.result() for row, job in runs.items()}
     for row, mail in ctx.rows():
         ctx.reporter.update(f"checkpatch {row}/{len(ctx.series.patches)}: {mail.subject.title}")
-        result, res = run_checkpatch(tree, ctx.patch_file(row))
+        result, res = outcomes[row]
         if result is None:
             yield Cell("checkpatch", row, ERROR, f"checkpatch.pl gave no total line "
                        f"(exit {res.returncode})", tuple(proc.key_lines(res.stdout + res.stderr)))

@@ -7,7 +7,9 @@ offers one to share.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -46,9 +48,13 @@ def recipients(ctx: Context) -> Iterable[Cell]:
     if by_submit and ctx.manifest:
         common |= {parseaddr(a)[1].lower() for a in ctx.manifest.to + ctx.manifest.cc}
     missing_all: dict[str, str] = {}
+    ctx.reporter.update(f"get_maintainer.pl on {len(ctx.series.patches)} patches")
+    files = {row: ctx.patch_file(row) for row, _ in ctx.rows()}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        lists = dict(zip(files, pool.map(lambda f: get_maintainer(tree, f), files.values()),
+                         strict=True))
     for row, mail in ctx.rows():
-        ctx.reporter.update(f"get_maintainer.pl {row}/{len(ctx.series.patches)}")
-        listed = get_maintainer(tree, ctx.patch_file(row))
+        listed = lists[row]
         have = common | {parseaddr(a)[1].lower() for a in mail.recipients}
         missing = [a for a in listed if parseaddr(a)[1].lower() not in have]
         for a in missing:
