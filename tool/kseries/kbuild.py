@@ -1,0 +1,201 @@
+"""Kernel builds: profiles as data, one out-of-tree build directory per base and profile.
+
+A build directory belongs to one worktree (``build-<profile>`` of the base's
+scratch repository): kbuild's dependency files name source paths, so moving
+that worktree between commits and running make rebuilds exactly what the
+move changed. ccache sits under the kseries cache; the compiler command line
+is the same on every run so a warm directory stays warm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from kseries import proc, workspace
+from kseries.base import Base, cache_root
+from kseries.errors import KseriesError
+from kseries.progress import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    base_target: str  # "defconfig", "tinyconfig"
+    fragments: tuple[Path, ...]  # kconfig fragments merged after the base target
+    options: dict[str, str]  # CONFIG_ name (without prefix) -> y / m / n / value
+    targets: tuple[str, ...]  # what `build` makes by default
+
+    def stamp(self) -> str:
+        h = hashlib.sha1(repr((self.base_target, sorted(self.options.items()))).encode())
+        for f in self.fragments:
+            h.update(f.read_bytes())
+        return h.hexdigest()
+
+
+def load_profile(templates: Path, name: str) -> Profile:
+    path = templates / "profiles" / f"{name}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in (templates / "profiles").glob("*.toml"))
+        raise KseriesError(f"unknown build profile {name!r}", hint=f"known: {', '.join(known)}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise KseriesError(f"{path}: invalid TOML ({exc})") from exc
+    root = templates.parent
+    frags = tuple(root / f for f in data.get("fragments", []))
+    for f in frags:
+        if not f.exists():
+            raise KseriesError(f"{path}: fragment {f} does not exist")
+    return Profile(name, data.get("description", ""), data["base_target"], frags,
+                   {k: str(v) for k, v in data.get("options", {}).items()},
+                   tuple(data.get("targets", [])))
+
+
+@dataclass(frozen=True)
+class Build:
+    """A worktree of a base and the build directory that goes with it."""
+
+    base: Base
+    profile: Profile
+    src: Path
+    out: Path
+    jobs: int
+
+    @property
+    def logs(self) -> Path:
+        return self.out / "kseries-logs"
+
+
+def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
+               reporter: Reporter | None = None) -> Build:
+    """The build of ``profile`` for ``base`` with its worktree at ``commit``, configured.
+
+    ``variant`` keeps a second warm pair for the same profile (e.g. "base" for
+    the unpatched kernel the harness compares against).
+    """
+    reporter = reporter or NullReporter()
+    name = profile.name + (f"-{variant}" if variant else "")
+    src = workspace.checkout(base, commit, f"build-{name}")
+    out = cache_root() / "build" / base.key / name
+    out.mkdir(parents=True, exist_ok=True)
+    b = Build(base, profile, src, out, os.cpu_count() or 2)
+    configure(b, reporter)
+    return b
+
+
+def move(b: Build, commit: str) -> None:
+    """Check the build's worktree out at ``commit`` (make then rebuilds what changed)."""
+    workspace.checkout(b.base, commit, b.src.name)
+
+
+def make_env() -> dict[str, str]:
+    env = {"KBUILD_BUILD_USER": "kseries", "KBUILD_BUILD_HOST": "kseries", "LC_ALL": "C"}
+    if shutil.which("ccache"):
+        env["CCACHE_DIR"] = str(cache_root() / "ccache")
+        env["CCACHE_BASEDIR"] = str(cache_root())
+    return env
+
+
+def make_argv(b: Build, *targets: str, w1: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+    argv = ["make", "-C", str(b.src), f"O={b.out}", f"-j{b.jobs}"]
+    if shutil.which("ccache"):
+        argv.append("CC=ccache gcc")
+    if w1:
+        argv.append("W=1")
+    return [*argv, *extra, *targets]
+
+
+def make(b: Build, *targets: str, log: str, w1: bool = False,
+         extra: tuple[str, ...] = (), check: bool = True, what: str = "") -> proc.Result:
+    """Run make on ``targets``; output goes to logs/<log>.log (replaced each run)."""
+    path = b.logs / f"{log}.log"
+    path.unlink(missing_ok=True)
+    return proc.run(make_argv(b, *targets, w1=w1, extra=extra), env=make_env(), log_to=path,
+                    check=check, what=what or f"make {' '.join(targets)}", timeout=7200)
+
+
+def configure(b: Build, reporter: Reporter) -> None:
+    stamp_file = b.out / ".kseries-config"
+    stamp = f"{b.base.commit} {b.profile.stamp()}"
+    if (b.out / ".config").exists() and stamp_file.exists() and \
+            stamp_file.read_text().strip() == stamp:
+        return
+    reporter.update(f"configuring {b.profile.name} ({b.profile.base_target})")
+    make(b, b.profile.base_target, log="config", what=f"make {b.profile.base_target}")
+    wanted = dict(b.profile.options)
+    for frag in b.profile.fragments:
+        wanted.update(read_fragment(frag))
+    with (b.out / ".config").open("a") as fh:
+        fh.write("# kseries profile " + b.profile.name + "\n")
+        for name, value in wanted.items():
+            off = f"# CONFIG_{name} is not set\n"
+            fh.write(off if value == "n" else f"CONFIG_{name}={value}\n")
+    make(b, "olddefconfig", log="config-merge", what="make olddefconfig")
+    got = read_fragment(b.out / ".config")
+    for name, value in wanted.items():
+        have = got.get(name, "n")
+        if have != value:
+            raise KseriesError(
+                f"profile {b.profile.name}: CONFIG_{name}={value} did not stick "
+                f"(the base's Kconfig gives {have})",
+                hint="a dependency is missing from the profile; see templates/profiles/",
+            )
+    stamp_file.write_text(stamp + "\n")
+
+
+def read_fragment(path: Path) -> dict[str, str]:
+    """CONFIG_ assignments of a .config or fragment ("n" for "is not set")."""
+    out = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"CONFIG_(\w+)=(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+            continue
+        m = re.match(r"# CONFIG_(\w+) is not set$", line)
+        if m:
+            out[m.group(1)] = "n"
+    return out
+
+
+def headers_install(b: Build) -> Path:
+    dest = b.out / "kseries-headers"
+    make(b, "headers_install", log="headers", extra=(f"INSTALL_HDR_PATH={dest}",))
+    return dest
+
+
+@dataclass(frozen=True)
+class Selftests:
+    binaries: dict[str, Path]
+    warnings: tuple[str, ...]  # warnings in the named tests' own sources
+    log: Path
+
+
+def build_selftests(b: Build, test_dir: str, names: tuple[str, ...]) -> Selftests:
+    """Build KVM selftests statically against headers installed from ``b.src``.
+
+    ``test_dir`` is "x86_64" or "x86" (the base's layout, from the probe).
+    """
+    headers = headers_install(b)
+    output = b.out / "kseries-selftests"
+    targets = {n: output / test_dir / n for n in names}
+    for t in targets.values():
+        t.unlink(missing_ok=True)
+    log = b.logs / "selftests.log"
+    log.unlink(missing_ok=True)
+    proc.run(
+        ["make", "-C", str(b.src / "tools/testing/selftests/kvm"), f"OUTPUT={output}",
+         f"KHDR_INCLUDES=-isystem {headers}/include", "EXTRA_CFLAGS=-static",
+         f"-j{b.jobs}", *map(str, targets.values())],
+        env={"LC_ALL": "C"}, log_to=log, what=f"selftests {' '.join(names)}", timeout=1800,
+    )
+    text = log.read_text(errors="replace")
+    warnings = tuple(ln for ln in text.splitlines()
+                     if "warning:" in ln and any(f"/{n}.c:" in ln for n in names))
+    return Selftests(targets, warnings, log)

@@ -1,0 +1,31 @@
+"""kvm_buslock_test, built statically at the tip against the tree's own headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kseries import bisect, kbuild
+from kseries.checks import Context
+from kseries.errors import KseriesError
+from kseries.probe import TEST_NAME
+from kseries.report import FAIL, PASS, SKIP, Cell
+
+
+def check(ctx: Context) -> Iterator[Cell]:
+    if ctx.rendered is None:
+        yield Cell("selftest", 0, SKIP, f"not kseries' own series: no {TEST_NAME} to build")
+        return
+    profile = kbuild.load_profile(ctx.templates, bisect.PROFILE)
+    try:
+        ctx.reporter.update(f"building {TEST_NAME} (static)")
+        build = kbuild.open_build(ctx.base, profile, ctx.tip, reporter=ctx.reporter)
+        kbuild.move(build, ctx.tip)
+        st = kbuild.build_selftests(build, ctx.rendered.facts.selftest.dir, (TEST_NAME,))
+    except KseriesError as exc:
+        yield Cell("selftest", 0, FAIL, str(exc))
+        return
+    if st.warnings:
+        yield Cell("selftest", 0, FAIL, f"{len(st.warnings)} warning(s): {st.warnings[0]}",
+                   details=st.warnings)
+    else:
+        yield Cell("selftest", 0, PASS, f"static, no warnings: {st.binaries[TEST_NAME]}")
