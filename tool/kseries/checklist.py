@@ -42,7 +42,10 @@ CHECKS = (
     Check("shape", checks_series.shape, "numbering, cover letter, diffstat, base-commit"),
     Check("recipients", checks_recipients.recipients, "To/Cc cover get_maintainer.pl", tree=True),
     Check("manifest", checks_series.manifest, "kseries' series agrees with its manifest"),
-    *(Check(name, func, summary, build=True) for name, func, summary in checks_build.CHECKS),
+    # The build checks git am the series first if applies did not run: they need the
+    # worktree's lock too, which also keeps two runs from sharing one build directory.
+    *(Check(name, func, summary, tree=True, build=True)
+      for name, func, summary in checks_build.CHECKS),
 )
 BY_NAME = {c.name: c for c in CHECKS}
 RUN_ORDER = ("trailers", "prefix", "manifest", "checkpatch", "recipients", "applies", "shape",

@@ -44,6 +44,7 @@ class Context:
     rendered: RenderedSeries | None = None  # set when kseries rendered it in this run
     applied: dict[int, str] = field(default_factory=dict)  # row -> commit after git am
     tip: str = ""
+    am_tried: bool = False  # applies ran (whether or not every patch applied)
     _tree: Path | None = None
     _files: dict[int, Path] = field(default_factory=dict)
 
@@ -108,6 +109,9 @@ def applies(ctx: Context) -> Iterable[Cell]:
     if proc.run(["git", "-C", tree, "am", "--quit"], env=env, check=False).ok:
         tree = ctx.tree()  # a run that died in the middle of git am left its state behind
     failed = 0
+    ctx.am_tried = True
+    ctx.applied.clear()
+    ctx.tip = ""
     for row, mail in ctx.rows():
         if failed:
             yield Cell("applies", row, SKIP, f"not tried: patch {failed} did not apply")
