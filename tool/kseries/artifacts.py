@@ -6,8 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from kseries import inventory, kbuild
+from kseries import render as rendering
 from kseries.base import Base, cache_root
 from kseries.errors import KseriesError
+from kseries.probe import TEST_NAME, probe
+from kseries.progress import NullReporter, Reporter
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,38 @@ def load(base: Base, profile: str, patched: bool = True) -> Artifacts:
     return Artifacts(d["profile"], d["commit"], d["patched"],
                      Path(d["kernel"]) if d["kernel"] else None,
                      {k: Path(v) for k, v in d["selftests"].items()}, Path(d["build_dir"]))
+
+
+def build(base: Base, templates: Path, kselftest: Path, profile_name: str, *,
+          patched: bool = True, out_dir: Path | None = None,
+          reporter: Reporter | None = None) -> Artifacts:
+    """Build a profile's targets and the selftests: for the series at its tip, or the base.
+
+    The selftests are the inventory's smoke tests, plus kvm_buslock_test when patched.
+    """
+    reporter = reporter or NullReporter()
+    profile = kbuild.load_profile(templates, profile_name)
+    if patched:
+        series = rendering.render(base, templates, kselftest,
+                                  out_dir or cache_root() / "series" / base.key, reporter)
+        commit, test_dir = series.tip, series.facts.selftest.dir
+    else:
+        commit, test_dir = base.commit, probe(rendering.base_reader(base)).selftest.dir
+    plan = inventory.load(kselftest / "hosts.toml").plan
+    names = tuple(dict.fromkeys((*plan.smoke, *([TEST_NAME] if patched else []))))
+    what = f"at {commit[:12]}" if patched else "(unpatched)"
+    reporter.start("build", f"{profile.name} for {base.describe} {what}")
+    b = kbuild.open_build(base, profile, commit, variant="" if patched else "base",
+                          reporter=reporter)
+    kbuild.move(b, commit)
+    reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
+    kbuild.make(b, *profile.targets, log="build")
+    reporter.update(f"selftests: {', '.join(names)}")
+    tests = kbuild.build_selftests(b, test_dir, names)
+    kernel = b.out / "arch/x86/boot/bzImage"
+    result = Artifacts(profile.name, commit, patched, kernel if kernel.exists() else None,
+                       tests.binaries, b.out)
+    save(base, result)
+    reporter.finish("DONE", f"{len(tests.binaries)} selftests"
+                    + (f", {len(tests.warnings)} warnings" if tests.warnings else ""))
+    return result

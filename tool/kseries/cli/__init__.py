@@ -42,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(name)s: %(message)s",
         stream=sys.stderr,
     )
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand: the one place errors become a line and an exit code."""
     try:
         code: int = args.func(args)
         return code

@@ -1,92 +1,91 @@
 """`kseries pipeline`: the main job `make run` runs, stage by stage, with a summary.
 
-render -> check -> build -> run -> submit, each as its own subcommand would do
-it. A stage that fails stops the stages that need its output; the summary
-says what ran, what it gave, and where its output is.
+render -> check -> build -> run -> submit. Each stage is the subcommand of the
+same name, run with the pipeline's base; what users choose here is only which
+stages run. A stage that errors stops the stages after it; findings (exit 2)
+do not, so the summary shows them all (submit then refuses, as it should).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from kseries.cli import render as render_cmd
+from kseries.cli.render import add_base_args
 from kseries.errors import KseriesError
 
+EXIT_STATUS = {0: "PASS", 2: "FINDINGS", 3: "INFRA"}
 
-@dataclass
+
+@dataclass(frozen=True)
 class Stage:
     name: str
-    status: str = "not run"
-    detail: str = ""
-    seconds: float = 0.0
+    argv: tuple[tuple[str, ...], ...]  # one or more subcommand invocations
 
 
-@dataclass
-class Context:
-    args: argparse.Namespace
-    outputs: dict[str, object] = field(default_factory=dict)
+def stages(args: argparse.Namespace) -> list[Stage]:
+    b = ("--base", args.base)
+    out = args.output
+    return [
+        Stage("render", (("render", *b, "-o", str(out / "patches")),)),
+        Stage("check", (("check", *b, "--json", str(out / "check.json")),)),
+        Stage("build", (("build", *b, "--profile", "vm"),
+                        ("build", *b, "--profile", "vm", "--unpatched"))),
+        Stage("run", (("run", *b, "-o", str(out / "results")),)),
+        Stage("submit", (("submit", *b, "-o", str(out / "outbox")),)),
+    ]
 
 
-StageFn = Callable[[Context], tuple[str, str]]
+STAGE_NAMES = ("render", "check", "build", "run", "submit")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("pipeline", help="render, check, build, run and prepare the mails")
-    render_cmd.add_base_args(p)
-    p.add_argument("-o", "--output", type=Path, help="directory for the patch files")
+    add_base_args(p)
+    p.add_argument("-o", "--output", type=Path, default=Path("kseries-out"),
+                   help="directory for patches, reports, results and the outbox "
+                   "(default: kseries-out)")
     p.add_argument("--stages", default=",".join(STAGE_NAMES),
                    help=f"comma-separated stages to run (default: {','.join(STAGE_NAMES)})")
     p.set_defaults(func=cmd_pipeline)
 
 
-def stage_render(ctx: Context) -> tuple[str, str]:
-    series = render_cmd.render_for(ctx.args, ctx.args.output)
-    ctx.outputs["series"] = series
-    render_cmd.print_series(series)
-    return "DONE", f"{len(series.commits)} patches in {series.out_dir}"
-
-
-STAGES: dict[str, StageFn] = {
-    "render": stage_render,
-}
-STAGE_NAMES = tuple(STAGES)
-
-
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    from kseries.cli import build_parser, run_command
+
     wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in STAGES]
+    unknown = [s for s in wanted if s not in STAGE_NAMES]
     if unknown:
         raise KseriesError(f"--stages: unknown stage {unknown[0]!r}",
                            hint=f"choose from {', '.join(STAGE_NAMES)}")
-    ctx = Context(args)
-    results = []
-    code = 0
-    for name in STAGE_NAMES:
-        stage = Stage(name)
-        results.append(stage)
-        if name not in wanted:
-            stage.status = "skipped"
+    parser = build_parser()
+    rows: list[tuple[str, str, float, str]] = []
+    worst = 0
+    stopped = ""
+    for stage in stages(args):
+        if stage.name not in wanted:
+            rows.append((stage.name, "skipped", 0.0, ""))
             continue
-        if code:
-            stage.status = "not run"
-            stage.detail = "an earlier stage failed"
+        if stopped:
+            rows.append((stage.name, "not run", 0.0, f"{stopped} failed"))
             continue
+        print(f"\n=== {stage.name} ===", flush=True)
         t0 = time.monotonic()
-        try:
-            stage.status, stage.detail = STAGES[name](ctx)
-        except KseriesError as exc:
-            stage.status, stage.detail = "FAIL", str(exc)
-            code = exc.exit_code or 1
-        stage.seconds = time.monotonic() - t0
-        if stage.status in ("FAIL", "FINDINGS"):
-            code = code or 2
-    print()
-    print("summary:")
-    for s in results:
-        took = f"{s.seconds:6.1f}s" if s.seconds else "       "
-        print(f"  {s.name:<8} {s.status:<9} {took}  {s.detail}")
-    return code
+        code = 0
+        for argv in stage.argv:
+            sub = parser.parse_args([*argv, "--templates", str(args.templates)]
+                                    if argv[0] in ("render", "check", "build") else list(argv))
+            code = max(code, run_command(sub))
+        status = EXIT_STATUS.get(code, "ERROR")
+        rows.append((stage.name, status, time.monotonic() - t0, " ".join(stage.argv[0])))
+        if code not in (0, 2):
+            stopped = stage.name
+        worst = max(worst, code)
+    print("\nsummary:")
+    for name, status, secs, what in rows:
+        took = f"{secs:7.1f}s" if secs else "        "
+        print(f"  {name:<8} {status:<9} {took}  {what}")
+    print(f"output: {args.output}")
+    return worst

@@ -14,8 +14,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kseries import harness, initramfs, inventory, lava, results
-from kseries.cli.paths import KSELFTEST
+from kseries import artifacts, harness, initramfs, inventory, lava, results
+from kseries import base as bases
+from kseries.cli.paths import KSELFTEST, TEMPLATES
 from kseries.cli.ui import interactive
 from kseries.errors import KseriesError
 from kseries.qemu import Accel
@@ -172,10 +173,26 @@ def print_table(report: results.RunReport, stream: TextIO | None = None) -> None
                   f"exit {report.exit_code}: {meaning}", markup=False)
 
 
+def from_build(args: argparse.Namespace) -> dict[str, Path]:
+    """Kernel, tests and baseline from `kseries build` of --base, where none were given."""
+    base = bases.resolve(args.base, TEMPLATES)
+    built = artifacts.load(base, "vm", patched=not args.unpatched)
+    args.kernel = built.kernel
+    if not args.unpatched and args.baseline is None and args.baseline_kernel is None:
+        try:
+            args.baseline_kernel = artifacts.load(base, "vm", patched=False).kernel
+        except KseriesError:
+            args.baseline_kernel = None  # no unpatched build: absolute results only
+    return dict(built.selftests)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     inv = inventory.load(args.hosts)
     hosts = inv.select(args.host)
-    tests = find_tests(inv.plan, args.selftests, args.test)
+    if args.kernel is None and args.selftests is None and not args.test:
+        tests = from_build(args)
+    else:
+        tests = find_tests(inv.plan, args.selftests, args.test)
     out: Path = args.output
     if args.lava:
         return _write_lava(args, inv, hosts, tests, out)
