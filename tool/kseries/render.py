@@ -8,6 +8,7 @@ git's, computed from those commits.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -89,9 +90,17 @@ def render(
     kselftest: Path,
     out_dir: Path,
     reporter: Reporter | None = None,
+    *,
+    version: int | None = None,
+    rfc: bool | None = None,
 ) -> RenderedSeries:
+    """Render the series; ``version`` and ``rfc`` override the manifest's (a reroll)."""
     reporter = reporter or NullReporter()
     manifest = load_manifest(templates)
+    if version is not None or rfc is not None:
+        manifest = dataclasses.replace(
+            manifest, version=manifest.version if version is None else version,
+            rfc=manifest.rfc if rfc is None else rfc)
     tpl = Templates(templates, kselftest)
     scratch = workspace.scratch_repo(base)
     repo = git.Repo(scratch)
