@@ -1,0 +1,184 @@
+"""`kseries submit` (an outbox for git send-email, or a b4 prep branch) and `kseries diff`.
+
+Nothing is sent: submit writes the mails (or a branch) and says how to send them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from kseries import b4prep, outbox, rangediff, recipients, verdict
+from kseries import base as bases
+from kseries import render as rendering
+from kseries.base import cache_root
+from kseries.cli.paths import KSELFTEST, TEMPLATES
+from kseries.cli.render import add_base_args
+from kseries.cli.ui import ConsoleReporter
+from kseries.errors import KseriesError
+from kseries.progress import Reporter
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "submit", help="write the checked series as mails for git send-email, or a b4 branch",
+        description="Write the mails (or, with --b4, a `b4 prep` branch); nothing is sent. "
+                    "Refuses unless the last `kseries check` of this series and base passed.")
+    add_base_args(p)
+    p.add_argument("-o", "--output", type=Path, metavar="OUTBOX",
+                   help="directory for the mails (default: the cache, per base)")
+    p.add_argument("-v", "--reroll", type=int, metavar="N", dest="reroll",
+                   help="version N: [PATCH vN m/n] (default: the manifest's)")
+    rfc = p.add_mutually_exclusive_group()
+    rfc.add_argument("--rfc", dest="rfc", action="store_true", default=None,
+                     help="add the RFC prefix")
+    rfc.add_argument("--no-rfc", dest="rfc", action="store_false",
+                     help="remove the RFC prefix")
+    p.add_argument("--range-diff-against", metavar="BASE-or-DIR",
+                   help="put a range-diff into the cover letter, against the series rendered "
+                        "for another base, or against a directory of an earlier rendering")
+    p.add_argument("--creation-factor", type=int, metavar="N",
+                   help="git range-diff --creation-factor (default: git's)")
+    p.add_argument("--b4", action="store_true",
+                   help="create a `b4 prep` branch b4/<series> in --repo instead of an outbox")
+    p.add_argument("--repo", type=Path, help="repository for --b4")
+    p.add_argument("--force", action="store_true",
+                   help="submit without a passing check; with --b4, replace the branch")
+    p.set_defaults(func=cmd_submit)
+
+    d = sub.add_parser(
+        "diff", help="range-diff of the series between two bases (or earlier renderings)",
+        description="git range-diff of the series rendered for the first --base against the "
+                    "second. Either may be a directory of an earlier rendering.")
+    d.add_argument("--base", action="append", required=True, metavar="BASE-or-DIR",
+                   help="give it twice: the old, then the new")
+    d.add_argument("--creation-factor", type=int, default=100, metavar="N",
+                   help="git range-diff --creation-factor (default: 100: pair patches even "
+                        "when the adaptation changed much of them)")
+    d.add_argument("--templates", type=Path, default=TEMPLATES,
+                   help=argparse.SUPPRESS)
+    d.set_defaults(func=cmd_diff)
+
+
+def _render(spec: str, templates: Path, out: Path, reporter: Reporter,
+            version: int | None = None, rfc: bool | None = None) -> rendering.RenderedSeries:
+    base = bases.resolve(spec, templates)
+    return rendering.render(base, templates, KSELFTEST, out, reporter, version=version, rfc=rfc)
+
+
+def _is_rendering(spec: str) -> bool:
+    path = Path(spec)
+    return path.is_dir() and any(path.glob("*.patch"))
+
+
+def gate(series: rendering.RenderedSeries, force: bool) -> str:
+    """Refuse unless the last check of this series on this base passed; returns a note."""
+    status = verdict.status(series.base, series.tip)
+    if status == verdict.PASS:
+        return ""
+    what = ("has never been checked" if status is None
+            else f"did not pass its last check ({status})")
+    if force:
+        return f"--force: the series at {series.tip[:12]} {what}"
+    raise KseriesError(
+        f"the series on {series.base.label} (tip {series.tip[:12]}) {what}",
+        hint=f"run: kseries check --base {series.base.label} (and fix what it finds), "
+             "or submit anyway with --force",
+    )
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if args.b4 and not args.repo:
+        raise KseriesError("--b4 needs --repo PATH", hint="the repository to create b4/<name> in")
+    templates = args.templates
+    reporter = ConsoleReporter()
+    with tempfile.TemporaryDirectory(prefix="kseries-submit-") as tmp:
+        series = _render(args.base, templates, Path(tmp) / "series", reporter,
+                         args.reroll, args.rfc)
+        note = gate(series, args.force)
+        if note:
+            reporter.note(note)
+        version = outbox.Version.of(series.manifest)
+        gap = outbox.changelog_gap(series.manifest, version)
+        if gap:
+            reporter.note(gap)
+        reporter.start("recipients", "scripts/get_maintainer.pl of the base")
+        who = recipients.collect(series.base, series.manifest, series.files[1:])
+        reporter.finish("DONE", f"{len(who.entries)} addresses")
+        range_diff = None
+        if args.range_diff_against:
+            range_diff = _range_diff(series, args.range_diff_against, templates, Path(tmp),
+                                     reporter, args.creation_factor)
+        print_recipients(who)
+        if args.b4:
+            if range_diff:
+                reporter.note("--range-diff-against is for the outbox; b4 makes its own")
+            prepared = b4prep.prepare(series, who, args.repo, version, force=args.force)
+            print_b4(prepared)
+            return 0
+        out = args.output or cache_root() / "outbox" / series.base.key
+        box = outbox.write(series, who, out, version, range_diff=range_diff)
+    print_outbox(box)
+    return 0
+
+
+def _range_diff(series: rendering.RenderedSeries, against: str, templates: Path, tmp: Path,
+                reporter: Reporter, creation_factor: int | None) -> tuple[str, str]:
+    reporter.start("range-diff", against)
+    if _is_rendering(against):
+        result = rangediff.against(series, Path(against), creation_factor=creation_factor)
+    else:
+        other = _render(against, templates, tmp / "against", reporter)
+        result = rangediff.against(series, other, creation_factor=creation_factor)
+    reporter.finish("DONE", f"against {result[0]}")
+    return result
+
+
+def print_recipients(who: recipients.Recipients) -> None:
+    print(f"From: {who.sender}")
+    width = max(len(r.ident) for r in who.entries) if who.entries else 0
+    for r in who.entries:
+        print(f"{r.header + ':':4} {r.ident:{width}}  {'; '.join(r.reasons)}")
+
+
+def print_outbox(box: outbox.Outbox) -> None:
+    print(f"{len(box.mails)} mails in {box.directory}:")
+    for mail in box.mails:
+        print(f"  {mail.path.name}")
+        print(f"      {mail.subject}")
+    print("send them with:")
+    print(f"  git send-email --dry-run --confirm=never {box.directory}/*.patch   # look first")
+    print(f"  git send-email {box.directory}/*.patch")
+
+
+def print_b4(p: b4prep.Prepared) -> None:
+    print(f"branch {p.branch} in {p.repo}: cover letter {p.cover[:12]}, tip {p.tip[:12]}")
+    for key in ("cover-subject", "revision", "prefixes", "change-id", "series-range"):
+        if key in p.info:
+            print(f"  b4 {key}: {p.info[key]}")
+    print("send it with b4, from a checkout of that branch:")
+    print(f"  git -C {p.repo} switch {p.branch}")
+    print("  b4 send --dry-run        # or: b4 send -o DIR")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    if len(args.base) != 2:
+        raise KseriesError("kseries diff needs --base twice",
+                           hint="e.g. kseries diff --base debian:6.1 --base debian:6.12")
+    old_spec, new_spec = args.base
+    reporter = ConsoleReporter()
+    with tempfile.TemporaryDirectory(prefix="kseries-diff-") as tmp:
+        if _is_rendering(new_spec):
+            raise KseriesError(f"{new_spec}: the second --base must be a base to render",
+                               hint="put the earlier rendering (the directory) first")
+        new = _render(new_spec, args.templates, Path(tmp) / "new", reporter)
+        if _is_rendering(old_spec):
+            label, text = rangediff.against(new, Path(old_spec),
+                                            creation_factor=args.creation_factor)
+        else:
+            old = _render(old_spec, args.templates, Path(tmp) / "old", reporter)
+            label, text = rangediff.against(new, old, creation_factor=args.creation_factor)
+    print(f"range-diff: {label} -> {new.base.label}")
+    print(text, end="")
+    return 0
