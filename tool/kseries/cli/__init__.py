@@ -16,7 +16,7 @@ from kseries import __version__
 from kseries.errors import KseriesError
 
 # Subcommand modules, in the order `kseries --help` lists them.
-COMMAND_MODULES = ("render", "check", "build", "run", "pipeline")
+COMMAND_MODULES = ("render", "check", "build", "run", "submit", "pipeline")
 
 
 def build_parser() -> argparse.ArgumentParser:
