@@ -1,19 +1,17 @@
 """Fixtures and helpers for the harness tests (`kseries run`).
 
-Imported explicitly by tests/test_qemu.py and friends (tests/conftest.py
-belongs to another part of the project).
+Imported explicitly by tests/test_qemu.py and friends.
 
 The QEMU tests need a vm-profile bzImage and static KVM selftests. They come,
 in this order, from:
 
-1. ``KSERIES_TEST_BZIMAGE`` (a bzImage built with kselftest/vm.config) and
+1. ``KSERIES_TEST_BZIMAGE`` (a bzImage built with the vm profile) and
    ``KSERIES_TEST_SELFTESTS`` (a directory of static selftest binaries);
-2. the well-known cache ``$KSERIES_CACHE/test-vm/`` (default
-   ``~/.cache/kseries/test-vm/``), which the ``slow`` test fills;
-3. a build by the ``slow`` test itself, from ``KSERIES_TEST_KSRC`` (a kernel
-   source tree, used read-only) or else Debian's linux-source-6.12 tarball
-   (extracted into the cache): tinyconfig + vm.config, ``make -j bzImage``
-   (~3.5 min on 2 cores), plus the smoke selftests built with -static (~30 s).
+2. what ``kseries build --base debian:6.12 --profile vm [--unpatched]`` left
+   in the cache (the build records its artifacts);
+3. that build, run by the ``slow`` test itself: the unpatched base and the
+   series, tinyconfig + vm.config (~3.5 min each cold on 2 cores), with the
+   smoke selftests and kvm_buslock_test built -static.
 
 Without any of them, a non-slow QEMU test skips and says so.
 """
@@ -21,11 +19,9 @@ Without any of them, a non-slow QEMU test skips and says so.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from kseries import proc
+from kseries import artifacts, proc
+from kseries import base as bases
+from kseries.errors import KseriesError
 from kseries.inventory import TestPlan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,21 +39,16 @@ KSELFTEST = ROOT / "kselftest"
 SMOKE = ("svm_vmcall_test", "svm_int_ctl_test", "svm_nested_shutdown_test", "smm_test",
          "kvm_create_max_vcpus")
 PLAN = TestPlan(smoke=SMOKE, feature="kvm_buslock_test", test_timeout=60)
-DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
-HOW = ("set KSERIES_TEST_BZIMAGE (a bzImage built with kselftest/vm.config) and "
-       "KSERIES_TEST_SELFTESTS (static KVM selftests), or run `pytest -m slow "
-       "tests/test_qemu.py` once to build both into the cache")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("KSERIES_CACHE") or str(Path.home() / ".cache" / "kseries")
-    return Path(root) / "test-vm"
+HOW = ("run `kseries build --base debian:6.12 --profile vm` and the same with --unpatched, "
+       "or `pytest -m slow tests/test_qemu.py` once, or set KSERIES_TEST_BZIMAGE and "
+       "KSERIES_TEST_SELFTESTS")
 
 
 @dataclass(frozen=True)
 class VmArtifacts:
-    kernel: Path
-    selftests: dict[str, Path]
+    kernel: Path  # the unpatched base's kernel
+    selftests: dict[str, Path]  # from the series' build: the smoke tests and kvm_buslock_test
+    patched_kernel: Path | None = None  # the kernel with the series
 
 
 def _find_tests(d: Path) -> dict[str, Path]:
@@ -68,18 +61,27 @@ def _find_tests(d: Path) -> dict[str, Path]:
     return found
 
 
+def _base() -> bases.Base:
+    return bases.resolve("debian:6.12", ROOT / "templates", install=False)
+
+
 def existing_artifacts() -> VmArtifacts | None:
     env_k, env_s = os.environ.get("KSERIES_TEST_BZIMAGE"), os.environ.get("KSERIES_TEST_SELFTESTS")
     if env_k and env_s and Path(env_k).is_file() and Path(env_s).is_dir():
         tests = _find_tests(Path(env_s))
         if tests:
             return VmArtifacts(Path(env_k), tests)
-    c = cache_dir()
-    if (c / "bzImage").is_file() and (c / "selftests").is_dir():
-        tests = _find_tests(c / "selftests")
-        if all(name in tests for name in SMOKE):
-            return VmArtifacts(c / "bzImage", tests)
-    return None
+    try:
+        base = _base()
+        unpatched = artifacts.load(base, "vm", patched=False)
+        patched = artifacts.load(base, "vm", patched=True)
+    except KseriesError:
+        return None
+    if unpatched.kernel is None or not unpatched.kernel.is_file():
+        return None
+    if not all(p.is_file() for p in patched.selftests.values()):
+        return None
+    return VmArtifacts(unpatched.kernel, dict(patched.selftests), patched.kernel)
 
 
 def require_artifacts() -> VmArtifacts:
@@ -91,89 +93,18 @@ def require_artifacts() -> VmArtifacts:
     return art
 
 
-def kernel_source() -> Path:
-    """A kernel tree to build from; a Debian tarball is extracted into the cache."""
-    env = os.environ.get("KSERIES_TEST_KSRC")
-    if env:
-        return Path(env)
-    src = cache_dir() / "src"
-    if (src / "Makefile").is_file():
-        return src
-    if not DEBIAN_TARBALL.is_file():
-        pytest.skip(f"no kernel source: set KSERIES_TEST_KSRC or apt-get install "
-                    f"linux-source-6.12 ({DEBIAN_TARBALL})")
-    tmp = cache_dir() / "src.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with tarfile.open(DEBIAN_TARBALL) as tar:
-        tar.extractall(tmp, filter="fully_trusted")
-    (top,) = list(tmp.iterdir())
-    top.rename(src)
-    shutil.rmtree(tmp)
-    return src
-
-
-def build_artifacts(jobs: int | None = None) -> VmArtifacts:
-    """Build the vm kernel and the smoke selftests into the cache (slow)."""
-    c = cache_dir()
-    src = kernel_source()
-    build, log = c / "build", c / "build.log"
-    j = f"-j{jobs or os.cpu_count() or 1}"
-    make = ["make", "-s", "-C", str(src), f"O={build}"]
-    proc.run([*make, "tinyconfig"], log_to=log, what="make tinyconfig")
-    proc.run([str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(build),
-              str(build / ".config"), str(KSELFTEST / "vm.config")], log_to=log,
-             what="merge vm.config")
-    proc.run([*make, "olddefconfig"], log_to=log, what="make olddefconfig")
-    proc.run([*make, j, "bzImage"], log_to=log, what="make bzImage", timeout=3600)
-    shutil.copy2(build / "arch/x86/boot/bzImage", c / "bzImage")
-    # Selftests: headers from this tree; the tools/ copy keeps a read-only tree clean.
-    hdr = c / "headers"
-    proc.run([*make, "headers_install", f"INSTALL_HDR_PATH={hdr}"], log_to=log,
-             what="make headers_install")
-    tools = c / "tools-src"
-    if not (tools / "tools").is_dir():
-        shutil.rmtree(tools, ignore_errors=True)
-        (tools / "scripts").mkdir(parents=True)
-        shutil.copytree(src / "tools", tools / "tools", symlinks=True)
-        shutil.copy2(src / "scripts/subarch.include", tools / "scripts/")
-    kvm = tools / "tools/testing/selftests/kvm"
-    out = c / "selftests"
-    names = list(SMOKE)
-    if add_feature_test(kvm):
-        names.append(PLAN.feature)
-    targets = []
-    for name in names:
-        rel = next((f.relative_to(kvm).with_suffix("") for sub in ("x86_64", "x86", ".")
-                    if (f := kvm / sub / f"{name}.c").is_file()), None)
-        assert rel is not None, f"{name}.c not in {kvm}"
-        targets.append(str(out / rel))
-    proc.run(["make", "-s", "-C", str(kvm), f"OUTPUT={out}", "EXTRA_CFLAGS=-static",
-              f"KHDR_INCLUDES=-I{hdr}/include", j, *targets], log_to=log,
-             what="make kvm selftests")
+def build_artifacts() -> VmArtifacts:
+    """Build both vm kernels and the selftests with kseries' own build stage (slow)."""
+    try:
+        base = _base()
+    except KseriesError as exc:
+        pytest.skip(f"{exc} (make deps installs linux-source-6.12)")
+    templates = ROOT / "templates"
+    artifacts.build(base, templates, KSELFTEST, "vm", patched=False)
+    artifacts.build(base, templates, KSELFTEST, "vm", patched=True)
     art = existing_artifacts()
     assert art is not None
     return art
-
-
-def add_feature_test(kvm: Path) -> bool:
-    """Put kselftest/kvm_buslock_test.c and its makefile line into our copy of tools/."""
-    source = KSELFTEST / f"{PLAN.feature}.c"
-    if not source.is_file():
-        return False
-    makefile = next(m for m in (kvm / "Makefile.kvm", kvm / "Makefile") if m.is_file())
-    lines = makefile.read_text().splitlines(keepends=True)
-    pattern = re.compile(r"^(TEST_GEN_PROGS_x86(?:_64)?) \+= (x86(?:_64)?)/")
-    for i, line in enumerate(lines):
-        m = pattern.match(line)
-        if m:
-            shutil.copy2(source, kvm / m.group(2) / source.name)
-            entry = f"{m.group(1)} += {m.group(2)}/{PLAN.feature}\n"
-            if entry not in lines:
-                lines.insert(i + 1, entry)
-                makefile.write_text("".join(lines))
-            return True
-    return False
 
 
 def static_program(tmp: Path, name: str, source: str) -> Path:
