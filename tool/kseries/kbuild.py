@@ -73,6 +73,10 @@ class Build:
         return self.out / "kseries-logs"
 
 
+def build_dir_of(base: Base, profile: Profile, variant: str = "") -> Path:
+    return cache_root() / "build" / base.key / (profile.name + (f"-{variant}" if variant else ""))
+
+
 def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
                reporter: Reporter | None = None) -> Build:
     """The build of ``profile`` for ``base`` with its worktree at ``commit``, configured.
@@ -83,7 +87,7 @@ def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
     reporter = reporter or NullReporter()
     name = profile.name + (f"-{variant}" if variant else "")
     src = workspace.checkout(base, commit, f"build-{name}")
-    out = cache_root() / "build" / base.key / name
+    out = build_dir_of(base, profile, variant)
     out.mkdir(parents=True, exist_ok=True)
     b = Build(base, profile, src, out, os.cpu_count() or 2)
     configure(b, reporter)
