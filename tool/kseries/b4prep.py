@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,9 +148,20 @@ def prepare(
     return Prepared(repo, branch, cover, parent, change_id(series), show_info(repo, branch))
 
 
+def b4_command() -> str:
+    """b4 from PATH, or the one installed next to this Python (kseries depends on b4)."""
+    found = shutil.which("b4")
+    if found:
+        return found
+    sibling = Path(sys.executable).parent / "b4"
+    if sibling.exists():
+        return str(sibling)
+    raise KseriesError("b4: command not found", hint="pip install b4 (kseries depends on it)")
+
+
 def show_info(repo: Path, branch: str) -> dict[str, str]:
     """``b4 --offline-mode prep --show-info BRANCH``, as a dict."""
-    res = proc.run(["b4", "--offline-mode", "prep", "--show-info", branch], cwd=repo,
+    res = proc.run([b4_command(), "--offline-mode", "prep", "--show-info", branch], cwd=repo,
                    check=False, timeout=120)
     if not res.ok:
         raise KseriesError(

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="put a range-diff into the cover letter, against the series rendered "
                         "for another base, or against a directory of an earlier rendering")
     p.add_argument("--creation-factor", type=int, metavar="N",
-                   help="git range-diff --creation-factor (default: git's)")
+                   help="git range-diff --creation-factor (default: git's against a "
+                        "directory, 100 against another base)")
     p.add_argument("--b4", action="store_true",
                    help="create a `b4 prep` branch b4/<series> in --repo instead of an outbox")
     p.add_argument("--repo", type=Path, help="repository for --b4")
@@ -130,7 +131,7 @@ def _range_diff(series: rendering.RenderedSeries, against: str, templates: Path,
         result = rangediff.against(series, Path(against), creation_factor=creation_factor)
     else:
         other = _render(against, templates, tmp / "against", reporter)
-        result = rangediff.against(series, other, creation_factor=creation_factor)
+        result = rangediff.against(series, other, creation_factor=creation_factor or 100)
     reporter.finish("DONE", f"against {result[0]}")
     return result
 
