@@ -330,3 +330,13 @@ def test_single_patch_sent_for_someone_else(tmp_path: Path) -> None:
         assert trailer.status == status, trailer
         (numbering,) = [c for c in checks_series.shape(ctx) if c.row == 1]
         assert numbering.status == PASS and numbering.reason == "a single patch"
+
+
+def test_layout_is_for_series_that_touch_the_vmcb(base: Base, tmp_path: Path) -> None:
+    series = foreign_series(base, tmp_path, [
+        ("x86/cpufeatures: Reword a comment", "arch/x86/include/asm/cpufeatures.h",
+         "Defines x86 CPU feature bits", "Defines the x86 CPU feature bits"),
+    ])
+    report = check(base, series, ["layout"], tmp_path)  # no build: it is not about the VMCB
+    cell = report.cell("layout", 0)
+    assert cell is not None and cell.status == SKIP and "asm/svm.h" in cell.reason
