@@ -29,14 +29,14 @@ MODULES = (
 
 def _adapter(name: str, module: str, whole: bool) -> Callable[[Context], Iterable[Cell]]:
     def run(ctx: Context) -> Iterable[Cell]:
+        if name == "layout" and not any(f.path == VMCB_HEADER for m in ctx.series.patches
+                                        for f in m.files):
+            yield Cell(name, 0, SKIP, f"the series does not touch the VMCB ({VMCB_HEADER})")
+            return
         try:
             mod = importlib.import_module(f"kseries.{module}")
         except ImportError:
             yield Cell(name, 0, SKIP, f"kseries.{module} is not there yet (issue 3, build side)")
-            return
-        if name == "layout" and not any(f.path == VMCB_HEADER for m in ctx.series.patches
-                                        for f in m.files):
-            yield Cell(name, 0, SKIP, f"the series does not touch the VMCB ({VMCB_HEADER})")
             return
         func = getattr(mod, "check", None)
         if func is None:
