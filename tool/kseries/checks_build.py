@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from kseries import checks
 from kseries.checks import Context
+from kseries.errors import KseriesError
 from kseries.report import SKIP, WARN, Cell
 
 VMCB_HEADER = "arch/x86/include/asm/svm.h"
@@ -35,7 +36,9 @@ def _adapter(name: str, module: str, whole: bool) -> Callable[[Context], Iterabl
             return
         try:
             mod = importlib.import_module(f"kseries.{module}")
-        except ImportError:
+        except ModuleNotFoundError as exc:
+            if exc.name != f"kseries.{module}":
+                raise KseriesError(f"kseries.{module} cannot be imported: {exc}") from exc
             yield Cell(name, 0, SKIP, f"kseries.{module} is not there yet (issue 3, build side)")
             return
         func = getattr(mod, "check", None)
