@@ -40,7 +40,7 @@ CHECKS = (
     Check("trailers", checks_series.trailers, "Signed-off-by chain"),
     Check("prefix", checks_series.prefix, "subject prefix of the touched subsystems"),
     Check("shape", checks_series.shape, "numbering, cover letter, diffstat, base-commit"),
-    Check("recipients", checks_recipients.recipients, "To/Cc cover get_maintainer.pl", tree=True),
+    Check("recipients", checks_recipients.recipients, "To/Cc cover get_maintainer.pl"),
     Check("manifest", checks_series.manifest, "kseries' series agrees with its manifest"),
     # The build checks git am the series first if applies did not run: they need the
     # worktree's lock too, which also keeps two runs from sharing one build directory.

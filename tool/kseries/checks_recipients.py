@@ -1,19 +1,19 @@
 """The Recipients check: the series' To/Cc cover what ``get_maintainer.pl`` lists.
 
-Also a minimal runner of the base's ``scripts/get_maintainer.pl`` (no git
-history: the Debian bases have none), until submission's recipients module
-offers one to share.
+get_maintainer.pl runs through kseries.recipients, as submit runs it, so the
+check and submission agree on the list. ``maintained`` asks the base's worktree
+whether a path has a MAINTAINERS entry (``get_maintainer.pl -f``), for
+checkpatch's FILE_PATH_CHANGES advice.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from email.utils import parseaddr
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 
-from kseries import proc
+from kseries import proc, workspace
+from kseries import recipients as recipients_module
 from kseries.checks import Context
 from kseries.report import FAIL, PASS, SKIP, WARN, Cell
 
@@ -37,9 +37,10 @@ def maintained(tree: Path, path: str) -> bool:
 
 def recipients(ctx: Context) -> Iterable[Cell]:
     """The series' To/Cc cover what ``get_maintainer.pl`` lists for each patch."""
-    tree = ctx.tree()
-    if not (tree / "scripts" / "get_maintainer.pl").exists():
-        yield Cell("recipients", 0, SKIP, "the base has no scripts/get_maintainer.pl")
+    script = f"{ctx.base.commit}:{recipients_module.SCRIPT}"
+    if not workspace.git(workspace.scratch_repo(ctx.base), "cat-file", "-e", script,
+                         check=False).ok:
+        yield Cell("recipients", 0, SKIP, f"the base has no {recipients_module.SCRIPT}")
         return
     cover = ctx.series.cover
     common = {parseaddr(a)[1].lower() for a in (cover.recipients if cover else ())}
@@ -49,16 +50,16 @@ def recipients(ctx: Context) -> Iterable[Cell]:
         common |= {parseaddr(a)[1].lower() for a in ctx.manifest.to + ctx.manifest.cc}
     missing_all: dict[str, str] = {}
     ctx.reporter.update(f"get_maintainer.pl on {len(ctx.series.patches)} patches")
-    files = {row: ctx.patch_file(row) for row, _ in ctx.rows()}
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        lists = dict(zip(files, pool.map(lambda f: get_maintainer(tree, f), files.values()),
-                         strict=True))
+    files = [ctx.patch_file(row) for row, _ in ctx.rows()]
+    lists = dict(enumerate(([_why(p) for p in found]
+                            for found in recipients_module.for_patches(ctx.base, files)),
+                           start=1))
     for row, mail in ctx.rows():
         listed = lists[row]
         have = common | {parseaddr(a)[1].lower() for a in mail.recipients}
-        missing = [a for a in listed if parseaddr(a)[1].lower() not in have]
+        missing = [a for a in listed if _address(a) not in have]
         for a in missing:
-            missing_all.setdefault(parseaddr(a)[1].lower(), a)
+            missing_all.setdefault(_address(a), a)
         if not missing:
             yield Cell("recipients", row, PASS, f"covers get_maintainer's {len(listed)}")
         elif by_submit:
@@ -69,7 +70,19 @@ def recipients(ctx: Context) -> Iterable[Cell]:
                        f"get_maintainer.pl lists {len(listed)}", tuple(listed))
         else:
             yield Cell("recipients", row, FAIL, f"missing {len(missing)} of get_maintainer's "
-                       f"{len(listed)}: {', '.join(missing[:3])}", tuple(missing))
+                       f"{len(listed)}: {', '.join(_address(a) for a in missing[:3])}",
+                       tuple(missing))
     if missing_all and addressed:
         yield Cell("recipients", 0, FAIL, f"missing {len(missing_all)} recipients",
                    tuple(missing_all.values()))
+
+
+def _why(listed: recipients_module.Listed) -> str:
+    """``Name <address> (maintainer of SECTION, ...)``: who, and why get_maintainer lists them."""
+    ident = formataddr((listed.name, listed.address)) if listed.name else listed.address
+    roles = ", ".join(str(r) for r in listed.roles)
+    return f"{ident} ({roles})" if roles else ident
+
+
+def _address(why: str) -> str:
+    return parseaddr(why.split(" (", 1)[0])[1].lower()
