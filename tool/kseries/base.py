@@ -135,7 +135,7 @@ def debian_base(pin: DebianPin, *, install: bool = True, label: str = "") -> Bas
     if commit:
         return Base(label or f"debian:{pin.series}", key, repo, commit, describe)
     repo.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(repo.with_suffix(".lock")):
+    with file_lock(repo.with_suffix(".lock")):
         commit = _read_ref(repo)  # another run may have finished the import meanwhile
         if not commit:
             tarball = _ensure_package(pin, install=install)
@@ -157,7 +157,8 @@ def _read_ref(repo: Path) -> str:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (other processes and threads wait)."""
     with path.open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

@@ -9,9 +9,9 @@ where ``git am`` applies the series.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,7 +20,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 from kseries import proc, workspace
-from kseries.base import Base, cache_root
+from kseries.base import Base, cache_root, file_lock
 from kseries.mailbox import Mail, Series
 from kseries.progress import NullReporter, Reporter
 from kseries.render import RenderedSeries
@@ -91,12 +91,8 @@ def tree_lock(base: Base) -> Iterator[None]:
     """One check run at a time uses a base's worktree."""
     path = cache_root() / "trees" / base.key / f"{TREE_NAME}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(path):
+        yield
 
 
 # --- Applies -----------------------------------------------------------------
@@ -183,8 +179,11 @@ def parse_checkpatch(output: str) -> CheckpatchResult | None:
 
 def run_checkpatch(tree: Path, patch: Path) -> tuple[CheckpatchResult | None, proc.Result]:
     script = tree / "scripts" / "checkpatch.pl"
+    # checkpatch runs the base's scripts/spdxcheck.py with the `python3` on PATH: ours
+    # first, which has ply (a dependency) for it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     res = proc.run(["perl", script, "--strict", "--show-types", "--no-color", "--root", tree,
-                    patch], cwd=tree, check=False, timeout=300)
+                    patch], cwd=tree, check=False, timeout=300, env={"PATH": path})
     return parse_checkpatch(res.stdout), res
 
 
