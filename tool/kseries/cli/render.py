@@ -48,14 +48,13 @@ def render_for(args: argparse.Namespace, out: Path | None = None) -> rendering.R
 
 
 def print_series(series: rendering.RenderedSeries) -> None:
-    print(f"{series.base.describe}: {len(series.commits)} patches in {series.out_dir}")
-    print(f"  {series.files[0].name}")
-    for s, path in zip(rendering.summarize(series), series.files[1:], strict=True):
-        print(f"  {path.name}")
-        print(f"      {s.subject}")
-        n = len(s.files)
+    """Where the patches are, then one line per patch: subject, files, +/-."""
+    print(f"{series.base.describe}: {len(series.commits)} patches and a cover letter "
+          f"in {series.out_dir}")
+    total = len(series.commits)
+    for s in rendering.summarize(series):
         files = ", ".join(s.files)
-        print(f"      {n} file{'s' if n != 1 else ''}, +{s.added} -{s.removed}: {files}")
+        print(f"  {s.number}/{total} {s.subject}  [{files}; +{s.added} -{s.removed}]")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
