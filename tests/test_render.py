@@ -168,6 +168,8 @@ def test_cli_render_prints_one_line_per_patch(synthetic: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--base", str(synthetic), "-o", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
-    assert "5 patches in" in out
-    assert "KVM: SVM: Enable Bus lock threshold exit" in out
-    assert "arch/x86/kvm/svm/svm.c" in out and "+" in out
+    assert "5 patches and a cover letter in" in out
+    lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
+    assert len(lines) == 5
+    assert lines[2].startswith("  3/5 KVM: SVM: Enable Bus lock threshold exit  [")
+    assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +42 -1]")
