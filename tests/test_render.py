@@ -173,3 +173,19 @@ def test_cli_render_prints_one_line_per_patch(synthetic: Path, tmp_path: Path,
     assert len(lines) == 5
     assert lines[2].startswith("  3/5 KVM: SVM: Enable Bus lock threshold exit  [")
     assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +42 -1]")
+
+
+def test_unchanged_inputs_reuse_commits_and_edits_do_not(synthetic: Path, templates: Path,
+                                                         kselftest: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "templates"
+    subprocess.run(["cp", "-r", str(templates), str(copy)], check=True)
+    first = render_tree(synthetic, copy, kselftest, tmp_path / "a")
+    again = render_tree(synthetic, copy, kselftest, tmp_path / "b")  # from the render cache
+    assert again.commits == first.commits and again.facts == first.facts
+    for x, y in zip(first.files, again.files, strict=True):
+        assert x.read_bytes() == y.read_bytes()
+    message = copy / "messages" / "svm-buslock.txt.j2"
+    message.write_text(message.read_text().replace("A guest that keeps", "A VM that keeps", 1))
+    edited = render_tree(synthetic, copy, kselftest, tmp_path / "c")
+    assert edited.commits[:2] == first.commits[:2] and edited.commits[2] != first.commits[2]
+    assert "A VM that keeps" in edited.files[3].read_text()

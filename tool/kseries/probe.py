@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from kseries import csource
 from kseries.errors import KseriesError
@@ -321,3 +321,19 @@ def present_parts(tree: TreeReader) -> tuple[str, ...]:
         if TEST_NAME in (tree.read(f"{SELFTESTS}/{name}") or ""):
             found.append(f"selftest ({TEST_NAME} in {SELFTESTS}/{name})")
     return tuple(found)
+
+
+def facts_from_json(d: dict[str, Any]) -> Facts:
+    """The inverse of ``dataclasses.asdict(facts)`` (for the render cache)."""
+    v = dict(d["vmcb"])
+    v["renames"] = tuple((str(a), str(b)) for a, b in v["renames"])
+    return Facts(
+        selftest=Selftest(**d["selftest"]),
+        cpufeature=Cpufeature(**d["cpufeature"]),
+        intercept=Intercept(**d["intercept"]),
+        vmcb=Vmcb(**v),
+        exits=Exits(**d["exits"]),
+        kvm=Kvm(**d["kvm"]),
+        doc=Doc(**d["doc"]),
+        present=tuple(d["present"]),
+    )

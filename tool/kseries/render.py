@@ -15,7 +15,7 @@ from pathlib import Path
 
 import git
 
-from kseries import proc, workspace
+from kseries import proc, rendercache, workspace
 from kseries.base import Base
 from kseries.edits import apply
 from kseries.errors import KseriesError
@@ -103,20 +103,17 @@ def render(
             rfc=manifest.rfc if rfc is None else rfc)
     tpl = Templates(templates, kselftest)
     scratch = workspace.scratch_repo(base)
+    key = rendercache.inputs_key(base, templates, kselftest)
+    ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
+    cached = rendercache.load(base, key, scratch)
     repo = git.Repo(scratch)
     try:
-        writer = ObjectWriter(repo)
-        base_tree = bytes(repo.commit(base.commit).tree.binsha)
-        reporter.start("render", f"probing {base.describe}")
-        reader = TreeAtCommit(writer, base_tree)
-        facts = probe(reader)
-        if facts.present:
-            raise KseriesError(
-                f"base {base.label} already contains the feature: " + "; ".join(facts.present),
-                hint="render against a base without it (it is upstream since 6.16)",
-            )
-        commits = _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter, reader)
-        ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
+        if cached:
+            commits, facts = cached
+            reporter.start("render", f"unchanged inputs: reusing {commits[-1][:12]}")
+        else:
+            commits, facts = _render_commits(base, manifest, tpl, repo, reporter)
+            rendercache.save(base, key, commits, facts)
         git.Reference.create(repo, ref, commits[-1], force=True, logmsg="kseries render")
     finally:
         repo.close()
@@ -124,6 +121,22 @@ def render(
     files = format_patches(scratch, base, manifest, tpl, facts, commits, out_dir)
     reporter.finish("DONE", f"{len(commits)} patches in {out_dir}")
     return RenderedSeries(base, manifest, facts, scratch, tuple(commits), files, out_dir, ref)
+
+
+def _render_commits(
+    base: Base, manifest: Manifest, tpl: Templates, repo: git.Repo, reporter: Reporter
+) -> tuple[list[str], Facts]:
+    writer = ObjectWriter(repo)
+    base_tree = bytes(repo.commit(base.commit).tree.binsha)
+    reporter.start("render", f"probing {base.describe}")
+    reader = TreeAtCommit(writer, base_tree)
+    facts = probe(reader)
+    if facts.present:
+        raise KseriesError(
+            f"base {base.label} already contains the feature: " + "; ".join(facts.present),
+            hint="render against a base without it (it is upstream since 6.16)",
+        )
+    return _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter, reader), facts
 
 
 def _commit_all(
