@@ -193,12 +193,12 @@ def _ensure_package(pin: DebianPin, *, install: bool) -> Path:
             f"{pin.package} {pin.version} is not installed (have {have or 'none'})",
             hint=f"run as root: {action} (or: make deps)",
         )
-    proc.run(
-        ["apt-get", "install", "-y", "--allow-downgrades", f"{pin.package}={pin.version}"],
-        env={"DEBIAN_FRONTEND": "noninteractive"},
-        what=action,
-        timeout=1800,
-    )
+    argv = ["apt-get", "install", "-y", "--allow-downgrades", f"{pin.package}={pin.version}"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if not proc.run(argv, env=env, check=False, timeout=1800).ok:
+        # A fresh machine's package lists may not know the version yet.
+        proc.run(["apt-get", "update", "-qq"], env=env, what="apt-get update", timeout=600)
+        proc.run(argv, env=env, what=action, timeout=1800)
     if not tarball.exists():
         raise KseriesError(f"{pin.package} installed but {tarball} is missing")
     return tarball
