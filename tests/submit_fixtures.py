@@ -92,9 +92,9 @@ def series_612(base_612: bases.Base, tmp_path: Path) -> rendering.RenderedSeries
 
 
 def need_send_email() -> None:
-    res = subprocess.run(["git", "send-email", "-h"], capture_output=True, text=True,
-                         check=False)
-    if "usage: git send-email" not in res.stdout + res.stderr:
+    exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    if not (Path(exec_path) / "git-send-email").exists():
         pytest.skip("needs git send-email: apt-get install git-email")
 
 
