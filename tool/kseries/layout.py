@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from kseries import bisect, kbuild, proc
 from kseries.checks import Context
@@ -118,7 +117,3 @@ def verdicts(before: Layout, after: Layout) -> Iterator[Cell]:
         yield Cell("layout", 0, FAIL, "; ".join(problems), details=tuple(problems))
     else:
         yield Cell("layout", 0, PASS, detail)
-
-
-def source_dir(build: kbuild.Build) -> Path:
-    return build.out / "kseries-layout"
