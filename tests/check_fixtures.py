@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
-from kseries import checklist, render
-from kseries.report import Cell, Report
+from kseries.base import bases
+from kseries.check import checklist
+from kseries.check.report import Cell, Report
+from kseries.render import series as render
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
+from kseries.base import bases
 from synthetic import make_tree
 
 ROOT = Path(__file__).resolve().parents[1]

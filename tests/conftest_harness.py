@@ -29,10 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from kseries import artifacts, proc
-from kseries import base as bases
+from kseries import proc
+from kseries.base import bases
+from kseries.build import artifacts
 from kseries.errors import KseriesError
-from kseries.inventory import TestPlan
+from kseries.run import inventory
+from kseries.run.inventory import TestPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 KSELFTEST = ROOT / "kselftest"
@@ -100,8 +102,9 @@ def build_artifacts() -> VmArtifacts:
     except KseriesError as exc:
         pytest.skip(f"{exc} (make deps installs linux-source-6.12)")
     templates = ROOT / "templates"
-    artifacts.build(base, templates, KSELFTEST, "vm", patched=False)
-    artifacts.build(base, templates, KSELFTEST, "vm", patched=True)
+    smoke = inventory.load(KSELFTEST / "hosts.toml").plan.smoke
+    artifacts.build(base, templates, KSELFTEST, "vm", smoke=smoke, patched=False)
+    artifacts.build(base, templates, KSELFTEST, "vm", smoke=smoke, patched=True)
     art = existing_artifacts()
     assert art is not None
     return art

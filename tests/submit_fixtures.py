@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
-from kseries import render as rendering
-from kseries.base import cache_root
+from kseries.base import bases
+from kseries.base.cache import cache_root
+from kseries.render import series as rendering
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"

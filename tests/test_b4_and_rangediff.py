@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import submit_fixtures as fx
-from kseries import verdict
+from kseries.check import verdict
 from kseries.cli import main
 
 git_config, private_cache = fx.git_config, fx.private_cache

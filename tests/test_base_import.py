@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
+from kseries.base import bases
 from kseries.errors import KseriesError
 
 

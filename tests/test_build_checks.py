@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
-from kseries import checklist, kbuild, layout, warnings
-from kseries.report import FAIL, PASS, Report
+from kseries.base import bases
+from kseries.build import profiles
+from kseries.check import checklist, layout, warnings
+from kseries.check.report import FAIL, PASS, Report
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +54,9 @@ def test_clean_series_builds_at_every_patch(series: str, tmp_path: Path) -> None
     assert statuses(report, "layout") == {0: PASS}
     assert statuses(report, "selftest") == {0: PASS}
     # the profile really had KVM_WERROR=y while those builds ran
-    profile = kbuild.load_profile(ROOT / "templates", "kvm-x86")
+    profile = profiles.load_profile(ROOT / "templates", "kvm-x86")
     out = bases.cache_root() / "build" / base.key / profile.name
-    config = kbuild.read_fragment(out / ".config")
+    config = profiles.read_fragment(out / ".config")
     assert (config["KVM_WERROR"], config["KVM_AMD"], config["KVM_INTEL"]) == ("y", "m", "m")
 
 

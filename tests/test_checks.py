@@ -1,7 +1,7 @@
 """Each check catches what it is for: deliberately broken copies of the real
 rendered series, a series kseries did not make, an mbox; and the clean series
-passes on both Debian bases. The fast checks only: the build checks are the
-kbuild modules' (SKIP here until they exist)."""
+passes on both Debian bases. The fast checks only: the build checks are
+tested in test_build_checks.py."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ from check_fixtures import (
     patch_file,
     rendered,
 )
-from kseries import checklist, checks, checks_series, mailbox, render, workspace
-from kseries.base import Base
-from kseries.checks import Context
-from kseries.report import FAIL, PASS, SKIP, WARN
+from kseries.base import workspace
+from kseries.base.bases import Base
+from kseries.check import checklist, context, conventions, mailbox
+from kseries.check.context import Context
+from kseries.check.report import FAIL, PASS, SKIP, WARN
+from kseries.render import series as render
 
 FAST = list(checklist.FAST)
 
@@ -281,7 +283,7 @@ def test_prefix_learned_from_a_git_base_history(tmp_path: Path) -> None:
                                  f"Signed-off-by: T <t@x>\n---\n{diff}").encode(), f"{n}")
              for n, s in ((1, "foo/core: Bump v"), (2, "foo: Bump v again"))]
     ctx = Context(base, mailbox.assemble(mails, source="t"), TEMPLATES, tmp_path / "work")
-    good, bad = list(checks_series.prefix(ctx))
+    good, bad = list(conventions.prefix(ctx))
     assert good.status == PASS and "(history)" in good.reason
     assert bad.status == FAIL and bad.details == ("expected one of: foo/core:",)
 
@@ -307,8 +309,8 @@ def test_applies_recovers_from_a_git_am_left_half_done(
 ) -> None:
     edit(patch_file(broken, 1), " \techo \"#ifdef CONFIG_X86_VMX_FEATURE_NAMES\"",
          " \techo \"#ifdef CONFIG_X86_VMX_FEATURE_NAMEZ\"")
-    with checks.tree_lock(base):
-        tree = workspace.checkout(base, base.commit, checks.TREE_NAME)
+    with context.tree_lock(base):
+        tree = workspace.checkout(base, base.commit, context.TREE_NAME)
         env = {"GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@x", "GIT_AUTHOR_NAME": "T",
                "GIT_AUTHOR_EMAIL": "t@x"}
         failed = subprocess.run(["git", "-C", str(tree), "am", str(patch_file(broken, 1))],
@@ -327,9 +329,9 @@ def test_single_patch_sent_for_someone_else(tmp_path: Path) -> None:
     for last, status in (("Signed-off-by: Sender <sender@x.org>\n", PASS), ("", FAIL)):
         mail = mailbox.parse_mail(text.format(last=last).encode(), "one.patch")
         ctx = Context(base, mailbox.assemble([mail], source="t"), TEMPLATES, tmp_path)
-        (trailer,) = checks_series.trailers(ctx)
+        (trailer,) = conventions.trailers(ctx)
         assert trailer.status == status, trailer
-        (numbering,) = [c for c in checks_series.shape(ctx) if c.row == 1]
+        (numbering,) = [c for c in conventions.shape(ctx) if c.row == 1]
         assert numbering.status == PASS and numbering.reason == "a single patch"
 
 

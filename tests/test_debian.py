@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
-from kseries import render, workspace
+from kseries.base import bases, workspace
+from kseries.render import series as render
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from kseries import base as bases
-from kseries import render
+from kseries.base import bases
+from kseries.render import series as render
 
 SELFTESTS = "tools/testing/selftests/kvm"
 

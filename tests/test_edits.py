@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kseries.edits import AnchorError, Edit, apply
 from kseries.errors import KseriesError
+from kseries.render.edits import AnchorError, Edit, apply
 
 C = """\
 static int a(void)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from conftest_harness import KSELFTEST
-from kseries import inventory
 from kseries.errors import KseriesError
-from kseries.inventory import Kind
-from kseries.ktap import Status
+from kseries.run import inventory
+from kseries.run.inventory import Kind
+from kseries.run.ktap import Status
 
 
 def test_default_inventory_has_an_amd_and_an_intel_qemu_host() -> None:

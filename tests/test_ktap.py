@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kseries import ktap
 from kseries.errors import KseriesError
-from kseries.ktap import Status
+from kseries.run import ktap
+from kseries.run.ktap import Status
 
 CONSOLE = """\
 [    1.100000] random: crng init done

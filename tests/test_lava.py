@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from conftest_harness import KSELFTEST
-from kseries import inventory, lava
 from kseries.errors import KseriesError
-from kseries.inventory import Host
-from kseries.qemu import Accel
+from kseries.run import inventory, lava
+from kseries.run.inventory import Host
+from kseries.run.qemu import Accel
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed for --lava: pip install pyyaml")
 

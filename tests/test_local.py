@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from conftest_harness import KSELFTEST, PASS_PROGRAM, SKIP_PROGRAM, static_program
-from kseries import harness, local, qemu
 from kseries.errors import KseriesError
-from kseries.initramfs import GuestFiles
-from kseries.inventory import Host, TestPlan
-from kseries.ktap import Status
 from kseries.progress import RecordingReporter
+from kseries.run import harness, local, qemu
+from kseries.run.initramfs import GuestFiles
+from kseries.run.inventory import Host, TestPlan
+from kseries.run.ktap import Status
 
 HOST = Host("this-machine", "amd", "local", frozenset({"svm"}))
 PLAN = TestPlan(smoke=("svm_vmcall_test",), feature="kvm_buslock_test", test_timeout=30)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kseries import mailbox
+from kseries.check import mailbox
 from kseries.errors import KseriesError
 
 DIFF = """\

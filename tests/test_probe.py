@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kseries import csource, probe
 from kseries.errors import KseriesError
+from kseries.render import csource, probe
 from synthetic import FILES, DirReader
 
 

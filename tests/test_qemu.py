@@ -26,14 +26,14 @@ from conftest_harness import (
     require_artifacts,
     static_program,
 )
-from kseries import harness, initramfs, inventory, ktap, qemu, results
 from kseries.cli import run as run_cmd
 from kseries.errors import KseriesError
-from kseries.inventory import Host, QemuSettings
-from kseries.ktap import Status
-from kseries.outcome import evaluate
 from kseries.progress import RecordingReporter
-from kseries.results import Baseline, RunReport
+from kseries.run import harness, initramfs, inventory, ktap, qemu, results
+from kseries.run.inventory import Host, QemuSettings
+from kseries.run.ktap import Status
+from kseries.run.outcome import evaluate
+from kseries.run.results import Baseline, RunReport
 
 AMD = Host("qemu-amd", "amd", "qemu", frozenset({"svm", "nested"}),
            qemu=QemuSettings(cpu="EPYC,+svm", timeout=120))

@@ -7,10 +7,12 @@ from collections import Counter
 from email.utils import parseaddr
 
 import submit_fixtures as fx
-from kseries import recipients
-from kseries.recipients import CC, TO, Listed, Role
-from kseries.render import RenderedSeries
-from kseries.series import load
+from kseries.base import maintainers
+from kseries.base.maintainers import Listed, Role
+from kseries.render.manifest import load
+from kseries.render.series import RenderedSeries
+from kseries.submit import recipients
+from kseries.submit.recipients import CC, TO
 from submit_fixtures import TEMPLATES
 
 # the fixtures this module uses
@@ -27,7 +29,7 @@ linux-kernel@vger.kernel.org (open list)
 
 
 def test_parse_roles_and_sections() -> None:
-    listed = recipients.parse(SAMPLE)
+    listed = maintainers.parse(SAMPLE)
     assert [p.address for p in listed] == [
         "seanjc@google.com", "tglx@linutronix.de", "hpa@zytor.com", "x86@kernel.org",
         "linux-kernel@vger.kernel.org"]
@@ -67,7 +69,7 @@ def test_merge_keeps_each_address_once_case_insensitively() -> None:
 
 
 def test_get_maintainer_of_the_612_base(series_612: RenderedSeries) -> None:
-    per_patch = recipients.for_patches(series_612.base, series_612.files[1:])
+    per_patch = maintainers.for_patches(series_612.base, series_612.files[1:])
     assert len(per_patch) == 5
 
     def addresses(n: int) -> set[str]:

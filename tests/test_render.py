@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kseries import apply as applying
-from kseries import base as bases
-from kseries import render
+from kseries.base import bases
 from kseries.cli import main
 from kseries.errors import KseriesError
+from kseries.render import apply as applying
+from kseries.render import series as render
 from synthetic import FILES, git, make_tree
 
 

@@ -9,11 +9,21 @@ from pathlib import Path
 import pytest
 
 from check_fixtures import copy_series, debian, edit, patch_file, rendered
-from kseries import verdict
-from kseries.base import Base
+from kseries.base.bases import Base
+from kseries.check import verdict
+from kseries.check.report import (
+    ERROR,
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    Cell,
+    Report,
+    save_verdict,
+    write_json,
+)
 from kseries.cli import main
 from kseries.cli.check import print_report
-from kseries.report import ERROR, FAIL, PASS, SKIP, WARN, Cell, Report, save_verdict, write_json
 
 FAKE = Base("debian:6.12", "fake-6.12", Path("/nonexistent"), "a" * 40, "a fake base")
 

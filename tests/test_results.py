@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from kseries import ktap, results
 from kseries.errors import KseriesError
-from kseries.inventory import Host, Kind, QemuSettings, expect
-from kseries.ktap import Status
-from kseries.outcome import GuestRun, HostReport, TestOutcome, evaluate, parse_output
+from kseries.run import ktap, results
+from kseries.run.inventory import Host, Kind, QemuSettings, expect
+from kseries.run.ktap import Status
+from kseries.run.outcome import GuestRun, HostReport, TestOutcome, evaluate, parse_output
 
 XSD = Path(__file__).parent / "data" / "junit-jenkins.xsd"
 AMD = Host("qemu-amd", "amd", "qemu", frozenset({"svm"}), qemu=QemuSettings(cpu="EPYC,+svm"))

@@ -18,11 +18,11 @@ from conftest_harness import (
     sshd_fixture,  # noqa: F401  (the "sshd" fixture)
     static_program,
 )
-from kseries import harness, ssh
-from kseries.initramfs import GuestFiles
-from kseries.inventory import Host, SshSettings, TestPlan
-from kseries.ktap import Status
 from kseries.progress import RecordingReporter
+from kseries.run import harness, ssh
+from kseries.run.initramfs import GuestFiles
+from kseries.run.inventory import Host, SshSettings, TestPlan
+from kseries.run.ktap import Status
 
 PLAN_FT = TestPlan(smoke=("svm_vmcall_test", "smm_test"), feature="kvm_buslock_test",
                    test_timeout=30)

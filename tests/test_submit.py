@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 import submit_fixtures as fx
-from kseries import outbox, recipients, verdict
+from kseries.check import verdict
 from kseries.cli import main
 from kseries.errors import KseriesError
-from kseries.render import RenderedSeries
+from kseries.render.series import RenderedSeries
+from kseries.submit import outbox, recipients
 from submit_fixtures import SENDER, read_mail, render, send_email, sendmail_stub
 
 git_config, private_cache = fx.git_config, fx.private_cache
@@ -73,7 +74,7 @@ def test_each_recipient_once_per_mail(series_612: RenderedSeries, tmp_path: Path
 
 
 def test_reroll_and_rfc_prefixes(base_612: object, tmp_path: Path) -> None:
-    from kseries.base import Base
+    from kseries.base.bases import Base
     assert isinstance(base_612, Base)
     cases = [
         ({"version": 3, "rfc": False}, "[PATCH v3 2/5]", "v3-0002-"),

@@ -1,22 +1,26 @@
-"""The command line. The only place that prints and picks exit codes.
+"""The command line: the only place that prints and picks exit codes.
 
-Each subcommand lives in its own module exposing ``register(subparsers)``; the
-parser it adds sets ``func`` to a handler ``(args) -> int``.
+Takes argv, gives an exit code. Each subcommand lives in its own module
+(render.py: render, apply, facts; check.py; build.py; run.py; submit.py:
+submit, diff; pipeline.py) exposing ``register(subparsers)``; the parser it
+adds sets ``func`` to a handler ``(args) -> int``. boundary.py turns errors
+into one line and an exit code; paths.py finds the series data; ui.py draws
+progress.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from kseries import __version__
-from kseries.errors import KseriesError
+from kseries.cli import build, check, pipeline, render, run, submit
+from kseries.cli.boundary import run_command
 
 # Subcommand modules, in the order `kseries --help` lists them.
-COMMAND_MODULES = ("render", "check", "build", "run", "submit", "pipeline")
+COMMAND_MODULES = (render, check, build, run, submit, pipeline)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"kseries.cli.{name}")
+    for module in COMMAND_MODULES:
         module.register(sub)
+    # `pipeline` runs the other subcommands through this same parser.
+    parser.set_defaults(parser=parser)
     return parser
 
 
@@ -43,16 +48,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     return run_command(args)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand: the one place errors become a line and an exit code."""
-    try:
-        code: int = args.func(args)
-        return code
-    except KseriesError as exc:
-        print(f"kseries: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("kseries: interrupted", file=sys.stderr)
-        return 130

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from kseries import artifacts
-from kseries import base as bases
+from kseries.base import bases
+from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
+from kseries.run import inventory
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_build(args: argparse.Namespace) -> int:
     base = bases.resolve(args.base, args.templates)
-    a = artifacts.build(base, args.templates, KSELFTEST, args.profile,
+    smoke = inventory.load(KSELFTEST / "hosts.toml").plan.smoke
+    a = artifacts.build(base, args.templates, KSELFTEST, args.profile, smoke=smoke,
                         patched=not args.unpatched, reporter=ConsoleReporter())
     print(f"build dir: {a.build_dir}")
     if a.kernel:

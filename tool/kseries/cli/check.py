@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from kseries import base as bases
-from kseries import checklist
-from kseries import report as reports
+from kseries.base import bases
+from kseries.check import checklist
+from kseries.check import report as reports
 from kseries.cli.paths import KSELFTEST, default_out
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kseries.base import Base, cache_root
+from kseries.base.bases import Base
+from kseries.base.cache import cache_root
 
 ROOT = Path(os.environ.get("KSERIES_ROOT", Path(__file__).resolve().parents[3]))
 TEMPLATES = ROOT / "templates"

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kseries.cli.boundary import run_command
 from kseries.cli.render import add_base_args
 from kseries.errors import KseriesError
 
@@ -53,14 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from kseries.cli import build_parser, run_command
-
     wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in STAGE_NAMES]
     if unknown:
         raise KseriesError(f"--stages: unknown stage {unknown[0]!r}",
                            hint=f"choose from {', '.join(STAGE_NAMES)}")
-    parser = build_parser()
+    parser: argparse.ArgumentParser = args.parser
     rows: list[tuple[str, str, float, str]] = []
     worst = 0
     stopped = ""

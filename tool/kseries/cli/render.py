@@ -7,12 +7,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from kseries import apply as applying
-from kseries import base as bases
-from kseries import render as rendering
+from kseries.base import bases
 from kseries.cli.paths import KSELFTEST, TEMPLATES, default_out
 from kseries.cli.ui import ConsoleReporter
-from kseries.probe import probe
+from kseries.render import apply as applying
+from kseries.render import series as rendering
+from kseries.render.probe import probe
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -14,12 +14,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kseries import artifacts, harness, initramfs, inventory, lava, results
-from kseries import base as bases
+from kseries.base import bases
+from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST, TEMPLATES
 from kseries.cli.ui import interactive
 from kseries.errors import KseriesError
-from kseries.qemu import Accel
+from kseries.run import harness, initramfs, inventory, lava, results
+from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
 

@@ -9,15 +9,17 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from kseries import b4prep, outbox, rangediff, recipients, verdict
-from kseries import base as bases
-from kseries import render as rendering
-from kseries.base import cache_root
+from kseries.base import bases
+from kseries.base.cache import cache_root
+from kseries.check import verdict
 from kseries.cli.paths import KSELFTEST, TEMPLATES
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
+from kseries.render import series as rendering
+from kseries.submit import b4 as b4prep
+from kseries.submit import outbox, rangediff, recipients
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,0 +1,95 @@
+"""What `kseries build` produced, recorded so that `run` and `pipeline` find it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kseries.base.bases import Base
+from kseries.base.cache import cache_root
+from kseries.build import kbuild, profiles
+from kseries.errors import KseriesError
+from kseries.progress import NullReporter, Reporter
+from kseries.render import series as rendering
+from kseries.render.probe import TEST_NAME, probe
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    profile: str
+    commit: str  # what was built: the series tip, or the base commit when unpatched
+    patched: bool
+    kernel: Path | None  # bzImage, for profiles that make one
+    selftests: dict[str, Path]
+    build_dir: Path
+
+    def to_json(self) -> dict[str, object]:
+        return {"profile": self.profile, "commit": self.commit, "patched": self.patched,
+                "kernel": str(self.kernel) if self.kernel else None,
+                "selftests": {k: str(v) for k, v in self.selftests.items()},
+                "build_dir": str(self.build_dir)}
+
+
+def record_path(base: Base, profile: str, patched: bool) -> Path:
+    name = profile if patched else f"{profile}-base"
+    return cache_root() / "build" / base.key / f"{name}.artifacts.json"
+
+
+def save(base: Base, a: Artifacts) -> Path:
+    path = record_path(base, a.profile, a.patched)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(a.to_json(), indent=2) + "\n")
+    return path
+
+
+def load(base: Base, profile: str, patched: bool = True) -> Artifacts:
+    path = record_path(base, profile, patched)
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        what = "the series" if patched else "the unpatched base"
+        flag = "" if patched else " --unpatched"
+        raise KseriesError(
+            f"no {profile} build of {what} for {base.label}",
+            hint=f"run: kseries build --base {base.label} --profile {profile}{flag}",
+        ) from exc
+    return Artifacts(d["profile"], d["commit"], d["patched"],
+                     Path(d["kernel"]) if d["kernel"] else None,
+                     {k: Path(v) for k, v in d["selftests"].items()}, Path(d["build_dir"]))
+
+
+def build(base: Base, templates: Path, kselftest: Path, profile_name: str, *,
+          smoke: Sequence[str], patched: bool = True, out_dir: Path | None = None,
+          reporter: Reporter | None = None) -> Artifacts:
+    """Build a profile's targets and the selftests: for the series at its tip, or the base.
+
+    The selftests are ``smoke`` (the host inventory's smoke tests, which the
+    caller reads), plus kvm_buslock_test when patched.
+    """
+    reporter = reporter or NullReporter()
+    profile = profiles.load_profile(templates, profile_name)
+    if patched:
+        series = rendering.render(base, templates, kselftest,
+                                  out_dir or cache_root() / "series" / base.key, reporter)
+        commit, test_dir = series.tip, series.facts.selftest.dir
+    else:
+        commit, test_dir = base.commit, probe(rendering.base_reader(base)).selftest.dir
+    names = tuple(dict.fromkeys((*smoke, *([TEST_NAME] if patched else []))))
+    what = f"at {commit[:12]}" if patched else "(unpatched)"
+    reporter.start("build", f"{profile.name} for {base.describe} {what}")
+    b = kbuild.open_build(base, profile, commit, variant="" if patched else "base",
+                          reporter=reporter)
+    kbuild.move(b, commit)
+    reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
+    kbuild.make(b, *profile.targets, log="build")
+    reporter.update(f"selftests: {', '.join(names)}")
+    tests = kbuild.build_selftests(b, test_dir, names)
+    kernel = b.out / "arch/x86/boot/bzImage"
+    result = Artifacts(profile.name, commit, patched, kernel if kernel.exists() else None,
+                       tests.binaries, b.out)
+    save(base, result)
+    reporter.finish("DONE", f"{len(tests.binaries)} selftests"
+                    + (f", {len(tests.warnings)} warnings" if tests.warnings else ""))
+    return result

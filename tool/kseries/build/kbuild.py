@@ -1,0 +1,164 @@
+"""Kernel builds: one out-of-tree build directory per base and profile.
+
+A build directory belongs to one worktree (``build-<profile>`` of the base's
+scratch repository): kbuild's dependency files name source paths, so moving
+that worktree between commits and running make rebuilds exactly what the
+move changed. ccache sits under the kseries cache; the compiler command line
+is the same on every run so a warm directory stays warm.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from kseries import proc
+from kseries.base import workspace
+from kseries.base.bases import Base
+from kseries.base.cache import cache_root
+from kseries.build import profiles
+from kseries.build.profiles import Profile
+from kseries.errors import KseriesError
+from kseries.progress import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class Build:
+    """A worktree of a base and the build directory that goes with it."""
+
+    base: Base
+    profile: Profile
+    src: Path
+    out: Path
+    jobs: int
+
+    @property
+    def logs(self) -> Path:
+        return self.out / "kseries-logs"
+
+
+def build_dir_of(base: Base, profile: Profile, variant: str = "") -> Path:
+    return cache_root() / "build" / base.key / (profile.name + (f"-{variant}" if variant else ""))
+
+
+def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
+               reporter: Reporter | None = None) -> Build:
+    """The build of ``profile`` for ``base`` with its worktree at ``commit``, configured.
+
+    ``variant`` keeps a second warm pair for the same profile (e.g. "base" for
+    the unpatched kernel the harness compares against).
+    """
+    reporter = reporter or NullReporter()
+    name = profile.name + (f"-{variant}" if variant else "")
+    src = workspace.checkout(base, commit, f"build-{name}")
+    out = build_dir_of(base, profile, variant)
+    out.mkdir(parents=True, exist_ok=True)
+    b = Build(base, profile, src, out, os.cpu_count() or 2)
+    configure(b, reporter)
+    return b
+
+
+def move(b: Build, commit: str) -> None:
+    """Check the build's worktree out at ``commit`` (make then rebuilds what changed)."""
+    workspace.checkout(b.base, commit, b.src.name)
+
+
+def make_env() -> dict[str, str]:
+    env = {"KBUILD_BUILD_USER": "kseries", "KBUILD_BUILD_HOST": "kseries", "LC_ALL": "C"}
+    if shutil.which("ccache"):
+        env["CCACHE_DIR"] = str(cache_root() / "ccache")
+        env["CCACHE_BASEDIR"] = str(cache_root())
+    return env
+
+
+def make_argv(b: Build, *targets: str, w1: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+    argv = ["make", "-C", str(b.src), f"O={b.out}", f"-j{b.jobs}"]
+    if shutil.which("ccache"):
+        argv.append("CC=ccache gcc")
+    if w1:
+        argv.append("W=1")
+    return [*argv, *extra, *targets]
+
+
+def make(b: Build, *targets: str, log: str, w1: bool = False,
+         extra: tuple[str, ...] = (), check: bool = True, what: str = "") -> proc.Result:
+    """Run make on ``targets``; output goes to logs/<log>.log (replaced each run)."""
+    path = b.logs / f"{log}.log"
+    path.unlink(missing_ok=True)
+    return proc.run(make_argv(b, *targets, w1=w1, extra=extra), env=make_env(), log_to=path,
+                    check=check, what=what or f"make {' '.join(targets)}", timeout=7200)
+
+
+def configure(b: Build, reporter: Reporter) -> None:
+    stamp_file = b.out / ".kseries-config"
+    stamp = f"{b.base.commit} {b.profile.stamp()}"
+    if (b.out / ".config").exists() and stamp_file.exists() and \
+            stamp_file.read_text().strip() == stamp:
+        return
+    reporter.update(f"configuring {b.profile.name} ({b.profile.base_target})")
+    make(b, b.profile.base_target, log="config", what=f"make {b.profile.base_target}")
+    wanted = dict(b.profile.options)
+    for frag in b.profile.fragments:
+        wanted.update(profiles.read_fragment(frag))
+    with (b.out / ".config").open("a") as fh:
+        fh.write("# kseries profile " + b.profile.name + "\n")
+        for name, value in wanted.items():
+            off = f"# CONFIG_{name} is not set\n"
+            fh.write(off if value == "n" else f"CONFIG_{name}={value}\n")
+    make(b, "olddefconfig", log="config-merge", what="make olddefconfig")
+    got = profiles.read_fragment(b.out / ".config")
+    for name, value in wanted.items():
+        have = got.get(name, "n")
+        if have != value:
+            raise KseriesError(
+                f"profile {b.profile.name}: CONFIG_{name}={value} did not stick "
+                f"(the base's Kconfig gives {have})",
+                hint="a dependency is missing from the profile; see templates/profiles/",
+            )
+    stamp_file.write_text(stamp + "\n")
+
+
+def headers_install(b: Build) -> Path:
+    dest = b.out / "kseries-headers"
+    make(b, "headers_install", log="headers", extra=(f"INSTALL_HDR_PATH={dest}",))
+    return dest
+
+
+@dataclass(frozen=True)
+class Selftests:
+    binaries: dict[str, Path]
+    warnings: tuple[str, ...]  # warnings in the named tests' own sources
+    log: Path
+
+
+def build_selftests(b: Build, test_dir: str, names: tuple[str, ...]) -> Selftests:
+    """Build KVM selftests statically against headers installed from ``b.src``.
+
+    ``test_dir`` is "x86_64" or "x86" (the base's layout, from the probe).
+    """
+    headers = headers_install(b)
+    output = b.out / "kseries-selftests"
+    kvm = b.src / "tools/testing/selftests/kvm"
+    targets = {}
+    for n in names:  # arch tests live in x86_64/ (or x86/), generic ones at the top
+        sub = next((d for d in (test_dir, ".") if (kvm / d / f"{n}.c").is_file()), None)
+        if sub is None:
+            raise KseriesError(f"selftest {n}: no {n}.c in {kvm}",
+                               hint="check the test names in kselftest/hosts.toml")
+        targets[n] = output / n if sub == "." else output / sub / n
+    for t in targets.values():
+        t.unlink(missing_ok=True)
+    log = b.logs / "selftests.log"
+    log.unlink(missing_ok=True)
+    proc.run(
+        ["make", "-C", str(b.src / "tools/testing/selftests/kvm"), f"OUTPUT={output}",
+         f"KHDR_INCLUDES=-isystem {headers}/include", "EXTRA_CFLAGS=-static",
+         f"-j{b.jobs}", *map(str, targets.values())],
+        env={"LC_ALL": "C"}, log_to=log, what=f"selftests {' '.join(names)}", timeout=1800,
+    )
+    text = log.read_text(errors="replace")
+    warnings = tuple(ln for ln in text.splitlines()
+                     if "warning:" in ln and any(f"/{n}.c:" in ln for n in names))
+    return Selftests(targets, warnings, log)

@@ -1,0 +1,57 @@
+"""The build-side checks: per-patch build, new W=1 warnings, VMCB layout and
+constants, selftest build.
+
+Each of check/bisect.py, check/warnings.py, check/layout.py and
+check/selftest.py offers ``check(ctx: Context) -> Iterable[Cell]``; it builds
+through kseries.build (which knows nothing of checks), reading the applied
+commits from ``ctx.applied`` (row -> commit, in the base's scratch repository)
+and the tip from ``ctx.tip``. The adapters here make sure those are there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from kseries.check import applies, bisect, layout, selftest, warnings
+from kseries.check.context import Context
+from kseries.check.report import SKIP, WARN, Cell
+
+VMCB_HEADER = "arch/x86/include/asm/svm.h"
+
+BuildCheck = Callable[[Context], Iterable[Cell]]
+
+# (check name, its check function, what it checks, needs every patch applied)
+MODULES: tuple[tuple[str, BuildCheck, str, bool], ...] = (
+    ("build", bisect.check, "each patch builds on its own (kvm-x86 profile)", False),
+    ("warnings", warnings.check, "no new W=1 warnings, by identity", False),
+    ("layout", layout.check, "VMCB layout and constants from DWARF", True),
+    ("selftest", selftest.check, "kvm_buslock_test builds static, warning-free", True),
+)
+
+
+def _adapter(name: str, func: BuildCheck, whole: bool) -> BuildCheck:
+    def run(ctx: Context) -> Iterable[Cell]:
+        if name == "layout" and not any(f.path == VMCB_HEADER for m in ctx.series.patches
+                                        for f in m.files):
+            yield Cell(name, 0, SKIP, f"the series does not touch the VMCB ({VMCB_HEADER})")
+            return
+        if not ctx.am_tried:
+            list(applies.applies(ctx))  # the commits to build; its cells are the applies check's
+        if whole and not ctx.tip:
+            yield Cell(name, 0, SKIP, "the series does not apply: no tip to build "
+                       "(see the applies check)")
+            return
+        if not ctx.applied:
+            yield Cell(name, 0, SKIP, "no patch applies: nothing to build")
+            return
+        if not whole and not ctx.tip:
+            yield Cell(name, 0, WARN, f"only patches 1-{max(ctx.applied)} apply: "
+                       "the others are not built")
+        yield from func(ctx)
+
+    run.__name__ = f"check_{name}"
+    return run
+
+
+CHECKS = tuple((name, _adapter(name, func, whole), summary)
+               for name, func, summary, whole in MODULES)

@@ -1,0 +1,123 @@
+"""The check report: a patch x check table of PASS / WARN / FAIL, and its verdict.
+
+Row 0 is the cover letter and the series as a whole; rows 1..n are the patches.
+FAIL is a finding (exit 2). WARN is advice shown with the result but not a
+finding (e.g. checkpatch ``CHECK:`` lines, a series not addressed yet). SKIP
+says why a check did not run and what makes it run. ERROR means the tool or its
+environment failed (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kseries.base.bases import Base
+from kseries.check import verdict
+
+PASS, WARN, FAIL, SKIP, ERROR = "PASS", "WARN", "FAIL", "SKIP", "ERROR"
+STATUSES = (PASS, WARN, FAIL, SKIP, ERROR)
+# When one check reports several things for one row, the worst one shows.
+_RANK = {PASS: 0, SKIP: 1, WARN: 2, FAIL: 3, ERROR: 4}
+
+EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Cell:
+    check: str
+    row: int  # 0 = cover letter / series, 1..n = patch number
+    status: str
+    reason: str = ""
+    details: tuple[str, ...] = ()  # e.g. checkpatch's lines, the missing addresses
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "row": self.row, "status": self.status,
+                "reason": self.reason, "details": list(self.details)}
+
+
+@dataclass
+class Report:
+    base: Base
+    source: str  # what was checked: "rendered for debian:6.12", a directory, an mbox
+    own: bool  # kseries' own series (checked against the manifest)
+    rows: list[str]  # row labels: row 0 then "1: subject" ...
+    checks: list[str]  # the checks run, in order
+    cells: list[Cell] = field(default_factory=list)
+    tip: str = ""  # the series' tip commit (rendered, or from git am)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, cell: Cell) -> None:
+        self.cells.append(cell)
+
+    def cell(self, check: str, row: int) -> Cell | None:
+        """The worst result of ``check`` on ``row``, or None if it said nothing there."""
+        found = [c for c in self.cells if c.check == check and c.row == row]
+        if not found:
+            return None
+        return max(found, key=lambda c: _RANK[c.status])
+
+    def worst(self, check: str) -> str:
+        found = [c.status for c in self.cells if c.check == check]
+        return max(found, key=lambda s: _RANK[s]) if found else SKIP
+
+    @property
+    def status(self) -> str:
+        """verdict's word: "error", "findings" or "pass"."""
+        statuses = {c.status for c in self.cells}
+        if ERROR in statuses:
+            return verdict.ERROR
+        if FAIL in statuses:
+            return verdict.FINDINGS
+        return verdict.PASS
+
+    @property
+    def exit_code(self) -> int:
+        return {verdict.ERROR: EXIT_ERROR, verdict.FINDINGS: EXIT_FINDINGS}.get(
+            self.status, EXIT_CLEAN)
+
+    def problems(self) -> list[Cell]:
+        """Every cell that is not a plain PASS, in table order."""
+        order = {name: i for i, name in enumerate(self.checks)}
+        cells = [c for c in self.cells if c.status != PASS]
+        return sorted(cells, key=lambda c: (c.row, order.get(c.check, 99)))
+
+    def table(self) -> list[list[str]]:
+        """Header row, then one row per mail: label and one status per check."""
+        out = [["", *self.checks]]
+        for i, label in enumerate(self.rows):
+            line = [label]
+            for check in self.checks:
+                c = self.cell(check, i)
+                line.append(c.status if c else "-")
+            out.append(line)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kseries_report": 1,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "base": {"label": self.base.label, "commit": self.base.commit,
+                     "describe": self.base.describe},
+            "series": {"source": self.source, "own": self.own, "tip": self.tip,
+                       "rows": self.rows},
+            "checks": {name: {"status": self.worst(name),
+                              "seconds": round(self.seconds.get(name, 0.0), 2)}
+                       for name in self.checks},
+            "cells": [c.to_json() for c in self.cells],
+        }
+
+
+def write_json(report: Report, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+
+
+def save_verdict(report: Report) -> Path | None:
+    """Where submit finds it: keyed by base and tip. None when there is no tip."""
+    if not report.tip:
+        return None
+    return verdict.save(report.base, report.tip, report.to_json())

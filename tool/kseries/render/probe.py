@@ -1,0 +1,339 @@
+"""Read the facts of a base once, into one typed object the templates use.
+
+Adaptation to a new base lives here: paths, layouts, free bits, neighbours,
+helper names. Nothing is keyed on a version number; every fact is read from
+the base's own files, and a fact that cannot be read raises an error naming
+the file and what was expected there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kseries.errors import KseriesError
+from kseries.render import csource
+
+CPUFEATURES = "arch/x86/include/asm/cpufeatures.h"
+SVM_H = "arch/x86/include/asm/svm.h"
+UAPI_SVM_H = "arch/x86/include/uapi/asm/svm.h"
+SVM_C = "arch/x86/kvm/svm/svm.c"
+NESTED_C = "arch/x86/kvm/svm/nested.c"
+X86_H = "arch/x86/kvm/x86.h"
+PROC_C = "arch/x86/kernel/cpu/proc.c"
+MKCAPFLAGS = "arch/x86/kernel/cpu/mkcapflags.sh"
+API_RST = "Documentation/virt/kvm/api.rst"
+SELFTESTS = "tools/testing/selftests/kvm"
+
+# Hardware facts (AMD APM vol. 2, 15.14.5; the cover letter).
+CPUID_WORD, CPUID_BIT = 15, 29
+INTERCEPT_WORD, INTERCEPT_BIT = 5, 5
+COUNTER_OFFSET = 0x120
+EXIT_CODE = 0xA5
+TEST_NAME = "kvm_buslock_test"
+
+
+class TreeReader(Protocol):
+    def read(self, path: str) -> str | None:
+        """The file's text at the base commit, or None when it does not exist."""
+
+
+class ProbeError(KseriesError):
+    def __init__(self, path: str, expected: str, detail: str = "") -> None:
+        msg = f"{path}: cannot find {expected}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg, hint="this base differs from what kseries knows; see the facts")
+
+
+@dataclass(frozen=True)
+class Selftest:
+    dir: str  # "x86_64" or "x86"
+    makefile: str  # path of the makefile that lists the x86 tests
+    var: str  # "TEST_GEN_PROGS_x86_64" or "TEST_GEN_PROGS_x86"
+    before: str  # the entry line the new one goes before ("" = append after `after`)
+    after: str  # the last entry line of the list
+    path: str  # where the test source goes
+
+
+@dataclass(frozen=True)
+class Cpufeature:
+    name: str  # the macro of the new bit
+    after: str  # the define line of word 15 the new one follows
+    value: str  # "(15*32+29)"
+
+
+@dataclass(frozen=True)
+class Intercept:
+    after: str  # the enum entry the new one follows
+    value: int  # 165
+    explicit: bool  # whether the new entry needs "= value"
+
+
+@dataclass(frozen=True)
+class Vmcb:
+    field_line: str  # the reserved array line that covers 0x120, as written
+    name: str  # its name, e.g. "reserved_8"
+    before: int  # bytes kept in front of the counter
+    after: int  # bytes left behind it
+    tail_name: str  # name of the reserved array behind the counter
+    renames: tuple[tuple[str, str], ...]  # later reserved lines, renumbered (old, new)
+    size: int  # bytes of fixed fields up to the software area (unchanged by the series)
+
+
+@dataclass(frozen=True)
+class Exits:
+    code_after: str  # the SVM_EXIT_* define the new code follows
+    table_after: str  # the SVM_EXIT_REASONS entry the new name follows
+    handler_after: str  # the svm_exit_handlers[] entry the new handler follows
+
+
+@dataclass(frozen=True)
+class Kvm:
+    bus_lock_cap: str  # lvalue that says "this CPU can exit on bus locks"
+    # The helper that asks whether a vCPU's CPUID has a feature (6.1 and 6.12:
+    # guest_cpuid_has; newer bases: guest_cpu_cap_has). The series does not
+    # offer the feature to L1, so no template calls it; it is probed so that a
+    # change that does (nested support) adapts instead of hard-coding one.
+    guest_has: str
+
+
+@dataclass(frozen=True)
+class Doc:
+    section: str  # "7.22"
+    last_line: str  # the last text line of the section, after which the note goes
+
+
+@dataclass(frozen=True)
+class Facts:
+    selftest: Selftest
+    cpufeature: Cpufeature
+    intercept: Intercept
+    vmcb: Vmcb
+    exits: Exits
+    kvm: Kvm
+    doc: Doc
+    present: tuple[str, ...] = field(default=())  # parts of the feature the base already has
+
+
+def probe(tree: TreeReader) -> Facts:
+    """Read every fact the templates need from ``tree``."""
+    return Facts(
+        selftest=probe_selftest(tree),
+        cpufeature=probe_cpufeature(need(tree, CPUFEATURES)),
+        intercept=probe_intercept(need(tree, SVM_H)),
+        vmcb=probe_vmcb(need(tree, SVM_H)),
+        exits=probe_exits(need(tree, UAPI_SVM_H), need(tree, SVM_C)),
+        kvm=probe_kvm(need(tree, X86_H), tree.read("arch/x86/kvm/cpuid.h") or ""),
+        doc=probe_doc(need(tree, API_RST)),
+        present=present_parts(tree),
+    )
+
+
+def need(tree: TreeReader, path: str) -> str:
+    text = tree.read(path)
+    if text is None:
+        raise ProbeError(path, "the file", "it does not exist in this base")
+    return text
+
+
+def probe_selftest(tree: TreeReader) -> Selftest:
+    for name in ("Makefile.kvm", "Makefile"):
+        mk = tree.read(f"{SELFTESTS}/{name}")
+        if mk is None:
+            continue
+        m = re.search(r"^(TEST_GEN_PROGS_x86(?:_64)?)\s*\+?=\s*(x86(?:_64)?)/", mk, re.M)
+        if not m:
+            continue
+        var, sub = m.group(1), m.group(2)
+        entries = re.findall(rf"^{var}\s*\+?=\s*{sub}/(\S+)\s*$", mk, re.M)
+        lines = re.findall(rf"^{var}\s*\+?=\s*{sub}/\S+[ \t]*$", mk, re.M)
+        later = [ln for e, ln in zip(entries, lines, strict=True) if e > TEST_NAME]
+        path = f"{SELFTESTS}/{name}"
+        return Selftest(sub, path, var, later[0] if later else "", lines[-1],
+                        f"{SELFTESTS}/{sub}/{TEST_NAME}.c")
+    raise ProbeError(f"{SELFTESTS}/Makefile", "the x86 selftest list (TEST_GEN_PROGS_x86...)")
+
+
+def probe_cpufeature(text: str) -> Cpufeature:
+    word = []
+    for d in csource.defines(text, "X86_"):
+        m = re.fullmatch(rf"\(\s*{CPUID_WORD}\s*\*\s*32\s*\+\s*(\d+)\s*\)", d.value)
+        if m:
+            word.append((int(m.group(1)), d))
+    if not word:
+        raise ProbeError(CPUFEATURES, f"the defines of capability word {CPUID_WORD}")
+    taken = [d.name for bit, d in word if bit == CPUID_BIT]
+    if taken and "BUS_LOCK" not in taken[0]:
+        raise ProbeError(CPUFEATURES, f"a free bit {CPUID_BIT} in word {CPUID_WORD}",
+                         f"it is taken by {taken[0]}")
+    below = [(bit, d) for bit, d in word if bit < CPUID_BIT]
+    anchor = max(below, key=lambda x: x[0])[1] if below else word[0][1]
+    return Cpufeature("X86_VIRT_FEATURE_BUS_LOCK_THRESHOLD", anchor.line,
+                      f"({CPUID_WORD}*32+{CPUID_BIT})")
+
+
+def _intercept_enum(text: str) -> tuple[str, list[csource.EnumEntry]]:
+    words = _enum_body(text, r"^enum intercept_words\s*\{", SVM_H, "enum intercept_words")
+    wconst = {e.name: e.value for e in csource.enum_entries(words)}
+    for m in re.finditer(r"^enum\s*\{", text, re.M):
+        s, e = csource.block_at(text, m.start())
+        body = text[text.index("{", s) + 1:e - 1]
+        if "INTERCEPT_VMRUN" in body:
+            return body, csource.enum_entries(body, wconst)
+    raise ProbeError(SVM_H, "the intercept bit enum (the one with INTERCEPT_VMRUN)")
+
+
+def _enum_body(text: str, start: str, path: str, what: str) -> str:
+    try:
+        s, e = csource.block(text, start)
+    except csource.ParseError as exc:
+        raise ProbeError(path, what, str(exc)) from exc
+    return text[text.index("{", s) + 1:e - 1]
+
+
+def probe_intercept(text: str) -> Intercept:
+    _, entries = _intercept_enum(text)
+    value = INTERCEPT_WORD * 32 + INTERCEPT_BIT
+    clash = [e.name for e in entries if e.value == value]
+    if clash and clash[0] != "INTERCEPT_BUSLOCK":
+        raise ProbeError(SVM_H, f"a free intercept bit {value}", f"it is {clash[0]}")
+    below = [e for e in entries if e.value < value]
+    if not below:
+        raise ProbeError(SVM_H, f"an intercept entry below {value}")
+    prev = max(below, key=lambda e: e.value)
+    idx = entries.index(prev)
+    nxt = entries[idx + 1] if idx + 1 < len(entries) else None
+    if nxt is not None and not nxt.explicit and nxt.value < value:
+        raise ProbeError(SVM_H, f"a place for intercept {value} after {prev.name}",
+                         f"{nxt.name} follows it implicitly")
+    return Intercept(prev.name, value, explicit=prev.value != value - 1)
+
+
+def probe_vmcb(text: str) -> Vmcb:
+    words = _enum_body(text, r"^enum intercept_words\s*\{", SVM_H, "enum intercept_words")
+    consts = {e.name: e.value for e in csource.enum_entries(words)}
+    body = _enum_body(text, r"^struct\b.*\bvmcb_control_area\s*\{", SVM_H,
+                      "struct vmcb_control_area")
+    try:
+        fields = csource.packed_fields(body, consts)
+    except csource.ParseError as exc:
+        raise ProbeError(SVM_H, "the layout of struct vmcb_control_area", str(exc)) from exc
+    cover = [f for f in fields if f.offset <= COUNTER_OFFSET < f.offset + f.size]
+    if not cover:
+        raise ProbeError(SVM_H, f"a field at offset {COUNTER_OFFSET:#x} of vmcb_control_area")
+    f = cover[0]
+    if f.name == "bus_lock_counter":
+        return Vmcb(f.line, f.name, 0, 0, "", (), fields[-1].offset + fields[-1].size)
+    if f.type != "u8" or not f.name.startswith("reserved_") or f.count is None:
+        raise ProbeError(SVM_H, f"a reserved u8 array over offset {COUNTER_OFFSET:#x}",
+                         f"{f.name} is there")
+    before = COUNTER_OFFSET - f.offset
+    after = f.offset + f.size - COUNTER_OFFSET - 2
+    if after < 0:
+        raise ProbeError(SVM_H, f"two free bytes at {COUNTER_OFFSET:#x}", f"{f.name} ends earlier")
+    numbered = [x for x in fields if re.fullmatch(r"reserved_\d+", x.name)]
+    later = [x for x in numbered if x.offset > f.offset]
+    renames = []
+    if re.fullmatch(r"reserved_\d+", f.name):
+        n = int(f.name.split("_")[1])
+        tail = f"reserved_{n + 1}"
+        for i, x in enumerate(later):
+            new = x.line.replace(x.name, f"reserved_{n + 2 + i}", 1)
+            renames.append((x.line, new))
+    else:
+        tail = f"reserved_{len(numbered) + 1}"
+    size = fields[-1].offset + fields[-1].size
+    return Vmcb(f.line, f.name, before, after, tail, tuple(renames), size)
+
+
+def probe_exits(uapi: str, svm_c: str) -> Exits:
+    codes = {}
+    for d in csource.defines(uapi, "SVM_EXIT_"):
+        if re.fullmatch(r"0[xX][0-9a-fA-F]+", d.value):
+            codes[d.name] = int(d.value, 16)
+    below = sorted((v, n) for n, v in codes.items() if v < EXIT_CODE)
+    if not below:
+        raise ProbeError(UAPI_SVM_H, f"SVM_EXIT_* codes below {EXIT_CODE:#x}")
+    table = re.findall(r"\{\s*(SVM_EXIT_\w+),\s*\"[^\"]*\"\s*\}", uapi)
+    handlers = re.findall(r"^\s*\[(SVM_EXIT_\w+)\]\s*=", svm_c, re.M)
+    return Exits(
+        code_after=below[-1][1],
+        table_after=_nearest(table, codes, UAPI_SVM_H, "the SVM_EXIT_REASONS table"),
+        handler_after=_nearest(handlers, codes, SVM_C, "svm_exit_handlers[]"),
+    )
+
+
+def _nearest(names: list[str], codes: dict[str, int], path: str, what: str) -> str:
+    """The entry of ``names`` with the largest exit code below ours."""
+    below = [(codes[n], n) for n in names if n in codes and codes[n] < EXIT_CODE]
+    if not below:
+        raise ProbeError(path, f"an entry below {EXIT_CODE:#x} in {what}")
+    return max(below)[1]
+
+
+def probe_kvm(x86_h: str, cpuid_h: str) -> Kvm:
+    if re.search(r"struct kvm_caps\s*\{[^}]*\bhas_bus_lock_exit\b", x86_h, re.S):
+        cap = "kvm_caps.has_bus_lock_exit"
+    elif re.search(r"\bkvm_has_bus_lock_exit\b", x86_h):
+        cap = "kvm_has_bus_lock_exit"
+    else:
+        raise ProbeError(X86_H, "KVM's bus lock exit capability (has_bus_lock_exit)",
+                         "the base predates KVM_CAP_X86_BUS_LOCK_EXIT (5.12)")
+    if re.search(r"\bbool guest_cpuid_has\(", cpuid_h):
+        helper = "guest_cpuid_has"
+    elif re.search(r"\bbool guest_cpu_cap_has\(", cpuid_h):
+        helper = "guest_cpu_cap_has"
+    else:
+        helper = ""  # reported by `kseries facts`; no template needs it today
+    return Kvm(cap, helper)
+
+
+def probe_doc(text: str) -> Doc:
+    m = re.search(r"^(\d+(?:\.\d+)*)\.?\s+KVM_CAP_X86_BUS_LOCK_EXIT\s*\n-+\s*\n", text, re.M)
+    if not m:
+        raise ProbeError(API_RST, "the KVM_CAP_X86_BUS_LOCK_EXIT section")
+    rest = text[m.end():]
+    nxt = re.search(r"^\S[^\n]*\n[-=~^]{3,}\s*$", rest, re.M)
+    section = rest[: nxt.start()] if nxt else rest
+    lines = [ln for ln in section.splitlines() if ln.strip()]
+    return Doc(m.group(1), lines[-1])
+
+
+def present_parts(tree: TreeReader) -> tuple[str, ...]:
+    """Which parts of the feature the base already has, by what shows them."""
+    found = []
+    if "x86_virt_flags" in (tree.read(PROC_C) or ""):
+        found.append("virt tag (x86_virt_flags in proc.c)")
+    if re.search(r"\(\s*15\s*\*\s*32\s*\+\s*29\s*\)", tree.read(CPUFEATURES) or ""):
+        found.append("CPUID bit (word 15, bit 29 in cpufeatures.h)")
+    svm_h = tree.read(SVM_H) or ""
+    if "INTERCEPT_BUSLOCK" in svm_h or "bus_lock_counter" in svm_h:
+        found.append("SVM definitions (INTERCEPT_BUSLOCK / bus_lock_counter in svm.h)")
+    if "SVM_EXIT_BUS_LOCK" in (tree.read(UAPI_SVM_H) or ""):
+        found.append("exit code (SVM_EXIT_BUS_LOCK in uapi svm.h)")
+    if "bus_lock_counter" in (tree.read(SVM_C) or ""):
+        found.append("SVM exit handler (bus_lock_counter in svm.c)")
+    if "bus_lock_counter" in (tree.read(NESTED_C) or ""):
+        found.append("nested handling (bus_lock_counter in nested.c)")
+    for name in ("Makefile.kvm", "Makefile"):
+        if TEST_NAME in (tree.read(f"{SELFTESTS}/{name}") or ""):
+            found.append(f"selftest ({TEST_NAME} in {SELFTESTS}/{name})")
+    return tuple(found)
+
+
+def facts_from_json(d: dict[str, Any]) -> Facts:
+    """The inverse of ``dataclasses.asdict(facts)`` (for the render cache)."""
+    v = dict(d["vmcb"])
+    v["renames"] = tuple((str(a), str(b)) for a, b in v["renames"])
+    return Facts(
+        selftest=Selftest(**d["selftest"]),
+        cpufeature=Cpufeature(**d["cpufeature"]),
+        intercept=Intercept(**d["intercept"]),
+        vmcb=Vmcb(**v),
+        exits=Exits(**d["exits"]),
+        kvm=Kvm(**d["kvm"]),
+        doc=Doc(**d["doc"]),
+        present=tuple(d["present"]),
+    )

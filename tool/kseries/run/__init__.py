@@ -1,0 +1,10 @@
+"""The run stage: the built kernel and selftests on AMD and Intel hosts.
+
+Takes a host inventory, a kernel and selftest binaries, and gives a
+``RunReport`` per run: each host's outcome against what it should do.
+inventory.py reads the hosts and their expectations; harness.py runs hosts in
+parallel; qemu.py, ssh.py and local.py are the transports, initramfs.py the
+guest's archive; outcome.py judges what a host printed; ktap.py parses and
+writes KTAP; results.py writes JSON, JUnit XML and KTAP; lava.py writes LAVA
+job definitions.
+"""

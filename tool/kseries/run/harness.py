@@ -1,0 +1,236 @@
+"""Run the built kernel and selftests on a set of hosts, in parallel, and judge
+each host against what it should do.
+
+This is the API the rest of the tool calls (``kseries run``, and the build
+stage feeding it)::
+
+    report = run_hosts(hosts, plan, kernel=bzImage, tests={"smm_test": path, ...},
+                       out_dir=results, kselftest=KSELFTEST, reporter=r,
+                       patched=True, baseline=base_report_or_loaded_baseline)
+
+A baseline is the same run on the unpatched base's kernel (``patched=False``,
+``baseline=None``); smoke tests and the kernel-log check are then expected to
+give what they gave there, because TCG fails some tests by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from kseries.errors import KseriesError
+from kseries.progress import Reporter
+from kseries.run import initramfs, local, qemu, ssh
+from kseries.run.inventory import (
+    CHECK_KERNEL_LOG,
+    Expectation,
+    Host,
+    Kind,
+    TestPlan,
+    check_expectations,
+    expect,
+    test_expectation,
+)
+from kseries.run.outcome import GuestRun, HostReport, evaluate, parse_output
+from kseries.run.results import Baseline, RunReport, write
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every host of one run shares: the tests, the initramfs, the accelerator."""
+
+    kernel: Path | None
+    tests: dict[str, Path]
+    kinds: dict[str, Kind]
+    guest: initramfs.GuestFiles
+    initramfs: Path | None
+    accel: qemu.Accel | None
+    plan: TestPlan
+
+
+class _Locked:
+    """Serialises a reporter's calls: hosts report from worker threads."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def update(self, detail: str) -> None:
+        with self.lock:
+            self.inner.update(detail)
+
+    def note(self, message: str) -> None:
+        with self.lock:
+            self.inner.note(message)
+
+
+def default_jobs(hosts: tuple[Host, ...] | list[Host]) -> int:
+    """Parallel hosts, bounded by the cores (a TCG guest keeps one core busy per vCPU)."""
+    cores = os.cpu_count() or 1
+    widest = max((h.qemu.smp for h in hosts if h.qemu), default=1)
+    return max(1, min(len(hosts), cores // widest))
+
+
+def run_hosts(
+    hosts: tuple[Host, ...] | list[Host],
+    plan: TestPlan,
+    *,
+    kernel: Path | None,
+    tests: Mapping[str, Path],
+    out_dir: Path,
+    kselftest: Path,
+    reporter: Reporter,
+    patched: bool,
+    baseline: Baseline | None = None,
+    jobs: int | None = None,
+    accel: str | qemu.Accel | None = None,
+) -> RunReport:
+    """Run ``tests`` (name -> binary, run in this order) on every host.
+
+    ``kernel`` is the bzImage for QEMU hosts (and the ssh install hook);
+    ``patched`` says whether it carries the series (then the /proc/cpuinfo virt
+    line is expected); ``accel`` overrides every QEMU host's accel setting: "auto",
+    "kvm", "tcg", or an ``Accel`` already chosen (by ``decide_accel``, so that a
+    baseline run and the run compared with it probe /dev/kvm only once).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reporter.start("run", f"{len(hosts)} host(s), {len(tests)} test(s)")
+    prepared = prepare(hosts, plan, kernel=kernel, tests=tests, out_dir=out_dir,
+                       kselftest=kselftest, reporter=reporter, accel=accel)
+    locked = _Locked(reporter)
+    workers = jobs or default_jobs(hosts)
+
+    def one(host: Host) -> HostReport:
+        return _run_host(host, prepared, out_dir / host.name, locked, patched, baseline)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host") as pool:
+        reports = list(pool.map(one, hosts))
+    notes = []
+    missing = [t for t in plan.names() if t not in tests]
+    if missing:
+        notes.append(f"not run (no binary given): {', '.join(missing)}")
+    if prepared.accel:
+        notes.append(f"qemu accel: {prepared.accel.name} ({prepared.accel.reason})")
+    report = RunReport(reports, out_dir, kernel or Path("-"), patched,
+                       baseline.source if baseline else "", notes)
+    write(report)
+    verdicts = [h.verdict for h in reports]
+    reporter.finish({0: "PASS", 2: "FAIL", 3: "FAIL"}[report.exit_code],
+                    f"{verdicts.count('pass')} as expected, {verdicts.count('fail')} not, "
+                    f"{verdicts.count('infra')} infrastructure failure(s); {out_dir}")
+    return report
+
+
+def prepare(
+    hosts: tuple[Host, ...] | list[Host],
+    plan: TestPlan,
+    *,
+    kernel: Path | None,
+    tests: Mapping[str, Path],
+    out_dir: Path,
+    kselftest: Path,
+    reporter: Reporter,
+    accel: str | qemu.Accel | None = None,
+) -> Prepared:
+    guest = initramfs.GuestFiles.from_dir(kselftest)
+    kinds = {name: plan.kind(name) for name in tests}
+    rd, chosen = None, None
+    qemu_hosts = [h for h in hosts if h.transport == "qemu"]
+    if qemu_hosts:
+        if kernel is None or not kernel.is_file():
+            raise KseriesError(f"kernel {kernel} not found",
+                               hint="build the vm kernel first (kseries build) or pass --kernel")
+        reporter.update("initramfs: busybox-static + run-tests + "
+                        f"{len(tests)} test(s)")
+        rd = initramfs.build(out_dir / "initramfs.cpio", tests, guest=guest,
+                             test_timeout=plan.test_timeout)
+        chosen = accel if isinstance(accel, qemu.Accel) else decide_accel(
+            qemu_hosts, kernel, kselftest, out_dir / "accel-probe", reporter, accel)
+    return Prepared(kernel, dict(tests), kinds, guest, rd, chosen, plan)
+
+
+def decide_accel(hosts: tuple[Host, ...] | list[Host], kernel: Path, kselftest: Path,
+                 work: Path, reporter: Reporter, requested: str | None = None) -> qemu.Accel:
+    """One accelerator for the run's QEMU hosts: KVM only if a probe boot works."""
+    asked = {requested or h.qemu.accel for h in hosts if h.qemu} or {"auto"}
+    wanted = "auto" if "auto" in asked else asked.pop()
+    if wanted != "tcg":
+        reporter.update("probing /dev/kvm with a tiny boot")
+    chosen = qemu.choose_accel(wanted, kernel, initramfs.GuestFiles.from_dir(kselftest), work)
+    if chosen.name == "tcg" and wanted == "auto":
+        reporter.note(f"KVM unusable: {chosen.reason}")
+    return chosen
+
+
+def runs_built_kernel(host: Host) -> bool:
+    """Whether ``host`` boots the kernel given to the run (else it tests its own)."""
+    if host.transport == "qemu":
+        return True
+    return host.transport == "ssh" and host.ssh is not None and bool(host.ssh.install_hook)
+
+
+def expectations_for(host: Host, prepared: Prepared, patched: bool,
+                     baseline: Baseline | None) -> tuple[dict[str, Expectation], list[str]]:
+    notes: list[str] = []
+    if patched and not runs_built_kernel(host):
+        notes.append("the host runs its own kernel: the virt line is not expected of it")
+        patched = False
+    exp = check_expectations(host, patched=patched)
+    for name in prepared.tests:
+        exp[name] = test_expectation(host, prepared.plan, name)
+    if baseline is None:
+        return exp, notes
+    if host.name in baseline.broken:
+        notes.append("the baseline run of this host failed: smoke tests not compared")
+        return exp, notes
+    compared = [n for n, k in prepared.kinds.items() if k is Kind.SMOKE] + [CHECK_KERNEL_LOG]
+    for name in compared:
+        got = baseline.get(host.name, name)
+        if got is None:
+            notes.append(f"{name}: not in the baseline, not compared")
+            continue
+        status, reason = got
+        exp[name] = expect(status, reason=f"as on the unpatched base: {status}"
+                           + (f" ({reason})" if reason else ""))
+    return exp, notes
+
+
+def _run_host(host: Host, p: Prepared, work: Path, reporter: _Locked, patched: bool,
+              baseline: Baseline | None) -> HostReport:
+    work.mkdir(parents=True, exist_ok=True)
+    how = f"booting ({p.accel.name})" if host.transport == "qemu" and p.accel else "running"
+    reporter.update(f"{host.name}: {how}")
+    try:
+        run = _transport(host, p, work)
+    except KseriesError as exc:
+        run = GuestRun(output="", infra_error=str(exc))
+    except OSError as exc:  # a file that vanished, a full disk: still this host's failure
+        run = GuestRun(output="", infra_error=f"{host.name}: {exc}")
+    exp, notes = expectations_for(host, p, patched, baseline)
+    report = evaluate(host, run, list(p.tests), p.kinds, exp)
+    report.notes.extend(notes)
+    out = parse_output(run.output)
+    for name, text in (("guest.ktap", out.ktap_text), ("dmesg.txt", out.dmesg)):
+        if text:
+            (work / name).write_text(text)
+            report.logs[name.split(".")[0]] = work / name
+    bad = sum(not t.ok for t in report.tests)
+    state = {"pass": f"PASS ({len(report.tests)} as expected)",
+             "fail": f"FAIL ({bad} of {len(report.tests)} not as expected)",
+             "infra": f"INFRA ({report.infra_error})"}[report.verdict]
+    reporter.update(f"{host.name}: {state} in {report.duration:.1f}s")
+    return report
+
+
+def _transport(host: Host, p: Prepared, work: Path) -> GuestRun:
+    if host.transport == "qemu":
+        assert p.kernel and p.initramfs and p.accel
+        return qemu.run(host, p.kernel, p.initramfs, p.accel, work)
+    if host.transport == "ssh":
+        return ssh.run(host, p.tests, p.guest, work, kernel=p.kernel,
+                       test_timeout=p.plan.test_timeout)
+    return local.run(host, p.tests, p.guest, work, test_timeout=p.plan.test_timeout)
