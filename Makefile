@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint:
-	$(VENV)/bin/ruff check tool tests $(wildcard bench/*)
+	$(VENV)/bin/ruff check setup.py tool tests $(wildcard bench/*)
 
 typecheck:
 	$(VENV)/bin/mypy
