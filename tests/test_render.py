@@ -175,6 +175,24 @@ def test_cli_render_prints_one_line_per_patch(synthetic: Path, tmp_path: Path,
     assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +42 -1]")
 
 
+def test_cli_pipeline_runs_the_chosen_stages(synthetic: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`pipeline` runs each stage as its subcommand, through the same parser."""
+    out_dir = tmp_path / "out"
+    assert main(["pipeline", "--base", str(synthetic), "--stages", "render",
+                 "-o", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert len(list((out_dir / "patches").glob("*.patch"))) == 6
+    summary = [ln.split() for ln in out[out.index("summary:"):].splitlines()[1:6]]
+    assert summary[0][:2] == ["render", "PASS"]
+    assert [s[:2] for s in summary[1:]] == [[name, "skipped"] for name in
+                                            ("check", "build", "run", "submit")]
+    assert main(["pipeline", "--stages", "render,deploy"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("kseries: error: --stages: unknown stage 'deploy': choose from "
+                   "render, check, build, run, submit\n")
+
+
 def test_unchanged_inputs_reuse_commits_and_edits_do_not(synthetic: Path, templates: Path,
                                                          kselftest: Path, tmp_path: Path) -> None:
     copy = tmp_path / "templates"
