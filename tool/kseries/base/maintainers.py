@@ -115,8 +115,7 @@ def for_patches(base: Base, patches: Sequence[Path]) -> list[list[Listed]]:
 
 def _addresses(tree: Path, *args: str | Path) -> list[str]:
     """The addresses ``scripts/get_maintainer.pl`` prints (no git history used)."""
-    script = tree / "scripts" / "get_maintainer.pl"
-    res = proc.run(["perl", script, "--no-rolestats", "--no-git", "--no-git-fallback",
+    res = proc.run(["perl", tree / SCRIPT, "--no-rolestats", "--no-git", "--no-git-fallback",
                     "--no-tree", *args], cwd=tree, timeout=300, what="get_maintainer.pl")
     return [ln.strip() for ln in res.stdout.splitlines() if "@" in ln]
 
