@@ -19,21 +19,37 @@ from kseries.check.report import SKIP, WARN, Cell
 VMCB_HEADER = "arch/x86/include/asm/svm.h"
 
 BuildCheck = Callable[[Context], Iterable[Cell]]
+# Why a check is not for this series ("" when it is), decided before anything is built.
+NotFor = Callable[[Context], str]
 
-# (check name, its check function, what it checks, needs every patch applied)
-MODULES: tuple[tuple[str, BuildCheck, str, bool], ...] = (
-    ("build", bisect.check, "each patch builds on its own (kvm-x86 profile)", False),
-    ("warnings", warnings.check, "no new W=1 warnings, by identity", False),
-    ("layout", layout.check, "VMCB layout and constants from DWARF", True),
-    ("selftest", selftest.check, "kvm_buslock_test builds static, warning-free", True),
+
+def for_every_series(ctx: Context) -> str:
+    return ""
+
+
+def not_touching_the_vmcb(ctx: Context) -> str:
+    if any(f.path == VMCB_HEADER for m in ctx.series.patches for f in m.files):
+        return ""
+    return f"the series does not touch the VMCB ({VMCB_HEADER})"
+
+
+# (check name, its check function, what it checks, needs every patch applied, not for)
+MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
+    ("build", bisect.check, "each patch builds on its own (kvm-x86 profile)", False,
+     for_every_series),
+    ("warnings", warnings.check, "no new W=1 warnings, by identity", False, for_every_series),
+    ("layout", layout.check, "VMCB layout and constants from DWARF", True,
+     not_touching_the_vmcb),
+    ("selftest", selftest.check, "kvm_buslock_test builds static, warning-free", True,
+     for_every_series),
 )
 
 
-def _adapter(name: str, func: BuildCheck, whole: bool) -> BuildCheck:
+def _adapter(name: str, func: BuildCheck, whole: bool, not_for: NotFor) -> BuildCheck:
     def run(ctx: Context) -> Iterable[Cell]:
-        if name == "layout" and not any(f.path == VMCB_HEADER for m in ctx.series.patches
-                                        for f in m.files):
-            yield Cell(name, 0, SKIP, f"the series does not touch the VMCB ({VMCB_HEADER})")
+        why_not = not_for(ctx)
+        if why_not:
+            yield Cell(name, 0, SKIP, why_not)
             return
         if not ctx.am_tried:
             list(applies.applies(ctx))  # the commits to build; its cells are the applies check's
@@ -53,5 +69,5 @@ def _adapter(name: str, func: BuildCheck, whole: bool) -> BuildCheck:
     return run
 
 
-CHECKS = tuple((name, _adapter(name, func, whole), summary)
-               for name, func, summary, whole in MODULES)
+CHECKS = tuple((name, _adapter(name, func, whole, not_for), summary)
+               for name, func, summary, whole, not_for in MODULES)
