@@ -40,7 +40,7 @@ def debian(series: str) -> bases.Base:
 
 def kselftest_dir(tmp: Path) -> Path:
     """kselftest/, or a copy with a placeholder test while the real one is being written."""
-    if (KSELFTEST / "kvm_buslock_test.c").exists():
+    if (KSELFTEST / "kvm_buslock_test.c.j2").exists():
         return KSELFTEST
     copy = tmp / "kselftest"
     shutil.copytree(KSELFTEST, copy)
@@ -49,7 +49,7 @@ def kselftest_dir(tmp: Path) -> Path:
 
 
 def rendered(base: bases.Base, tmp: Path) -> render.RenderedSeries:
-    return render.render(base, TEMPLATES, kselftest_dir(tmp), tmp / "rendered")
+    return render.render(base, TEMPLATES / "series" / "v2", kselftest_dir(tmp), tmp / "rendered")
 
 
 def copy_series(series: render.RenderedSeries, dest: Path) -> Path:
@@ -86,7 +86,8 @@ def check(
     base: bases.Base, series: Path | None, names: Sequence[str], tmp: Path,
 ) -> Report:
     work = tmp / f"work-{len(list(tmp.glob('work-*')))}"
-    ctx = checklist.prepare(base, TEMPLATES, kselftest_dir(tmp), series, work,
+    ctx = checklist.prepare(base, TEMPLATES, TEMPLATES / "series" / "v2", kselftest_dir(tmp),
+                            series, work,
                             out_dir=tmp / "default-out")
     return checklist.run(ctx, names, default=series is None)
 

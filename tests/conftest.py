@@ -14,11 +14,23 @@ from synthetic import make_tree
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
 KSELFTEST = ROOT / "kselftest"
+V2 = TEMPLATES / "series" / "v2"  # the series directories kseries ships
+MERGED = TEMPLATES / "series" / "merged"
 
 
 @pytest.fixture
 def templates() -> Path:
     return TEMPLATES
+
+
+@pytest.fixture
+def v2() -> Path:
+    return V2
+
+
+@pytest.fixture
+def merged() -> Path:
+    return MERGED
 
 
 @pytest.fixture

@@ -75,8 +75,8 @@ def existing_artifacts() -> VmArtifacts | None:
             return VmArtifacts(Path(env_k), tests)
     try:
         base = _base()
-        unpatched = artifacts.load(base, "vm", patched=False)
-        patched = artifacts.load(base, "vm", patched=True)
+        unpatched = artifacts.load(base, "vm", "v2", patched=False)
+        patched = artifacts.load(base, "vm", "v2", patched=True)
     except KseriesError:
         return None
     if unpatched.kernel is None or not unpatched.kernel.is_file():
@@ -103,8 +103,9 @@ def build_artifacts() -> VmArtifacts:
         pytest.skip(f"{exc} (make deps installs linux-source-6.12)")
     templates = ROOT / "templates"
     smoke = inventory.load(KSELFTEST / "hosts.toml").plan.smoke
-    artifacts.build(base, templates, KSELFTEST, "vm", smoke=smoke, patched=False)
-    artifacts.build(base, templates, KSELFTEST, "vm", smoke=smoke, patched=True)
+    v2 = templates / "series" / "v2"
+    artifacts.build(base, templates, v2, KSELFTEST, "vm", smoke=smoke, patched=False)
+    artifacts.build(base, templates, v2, KSELFTEST, "vm", smoke=smoke, patched=True)
     art = existing_artifacts()
     assert art is not None
     return art

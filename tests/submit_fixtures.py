@@ -65,7 +65,7 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def kselftest_dir(tmp_path: Path) -> Path:
     """The project's kselftest/, or a stand-in while kvm_buslock_test.c is being written."""
-    if (KSELFTEST / "kvm_buslock_test.c").exists():
+    if (KSELFTEST / "kvm_buslock_test.c.j2").exists():
         return KSELFTEST
     stand_in = tmp_path / "kselftest"
     shutil.copytree(KSELFTEST, stand_in) if KSELFTEST.exists() else stand_in.mkdir()
@@ -77,7 +77,8 @@ def kselftest_dir(tmp_path: Path) -> Path:
 
 def render(base: bases.Base, tmp_path: Path, name: str = "series", *,
            version: int | None = None, rfc: bool | None = None) -> rendering.RenderedSeries:
-    return rendering.render(base, TEMPLATES, kselftest_dir(tmp_path), tmp_path / name,
+    return rendering.render(base, TEMPLATES / "series" / "v2", kselftest_dir(tmp_path),
+                            tmp_path / name,
                             version=version, rfc=rfc)
 
 

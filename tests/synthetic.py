@@ -100,6 +100,43 @@ struct __attribute__ ((__packed__)) vmcb_control_area {
 	{ SVM_EXIT_NPF,         "npf" }
 """,
     "arch/x86/kvm/x86.h": "struct kvm_caps {\n\tbool has_bus_lock_exit;\n};\n",
+    "arch/x86/include/asm/kvm_host.h": """\
+struct kvm_pio_request {
+	unsigned long linear_rip;
+	unsigned long count;
+};
+
+struct kvm_vcpu_arch {
+	int (*complete_userspace_io)(struct kvm_vcpu *vcpu);
+	struct kvm_pio_request pio;
+};
+
+unsigned long kvm_get_linear_rip(struct kvm_vcpu *vcpu);
+bool kvm_is_linear_rip(struct kvm_vcpu *vcpu, unsigned long linear_rip);
+""",
+    "arch/x86/kvm/x86.c": """\
+static int complete_fast_pio_out(struct kvm_vcpu *vcpu)
+{
+	if (unlikely(!kvm_is_linear_rip(vcpu, vcpu->arch.pio.linear_rip)))
+		return 1;
+	return kvm_skip_emulated_instruction(vcpu);
+}
+
+static int kvm_fast_pio_out(struct kvm_vcpu *vcpu, int size,
+			    unsigned short port)
+{
+	vcpu->arch.pio.linear_rip = kvm_get_linear_rip(vcpu);
+	vcpu->arch.complete_userspace_io = complete_fast_pio_out;
+	return 0;
+}
+""",
+    "arch/x86/kvm/svm/svm.h": """\
+struct vmcb_ctrl_area_cached {
+	u32 intercepts[MAX_INTERCEPT];
+	u64 virt_ext;
+	u32 clean;
+};
+""",
     "arch/x86/kvm/cpuid.h": (
         "static __always_inline bool guest_cpuid_has(struct kvm_vcpu *vcpu,\n"
         "\t\t\t\t\t    unsigned int x86_feature)\n{\n}\n"

@@ -26,7 +26,8 @@ BUILD_CHECKS = ["applies", "build", "warnings", "layout", "selftest"]
 
 def run_checks(base: bases.Base, templates: Path, tmp: Path,
                names: list[str] = BUILD_CHECKS) -> Report:
-    ctx = checklist.prepare(base, templates, ROOT / "kselftest", None, tmp / "work")
+    ctx = checklist.prepare(base, templates, templates / "series" / "v2", ROOT / "kselftest",
+                            None, tmp / "work")
     return checklist.run(ctx, names, default=True)
 
 
@@ -62,9 +63,9 @@ def test_clean_series_builds_at_every_patch(series: str, tmp_path: Path) -> None
 
 def test_patch_that_only_builds_at_the_tip(debian_612: bases.Base, tmp_path: Path) -> None:
     # Manifest edit: the CPUID bit moves after the SVM patch that uses it.
-    t = broken_templates(tmp_path, "series.toml", 'changes = ["cpuid-bit"]',
+    t = broken_templates(tmp_path, "series/v2/series.toml", 'changes = ["cpuid-bit"]',
                          'changes = ["api-doc"]')
-    manifest = t / "series.toml"
+    manifest = t / "series" / "v2" / "series.toml"
     text = manifest.read_text()
     text = text.replace('message = "api-doc.txt.j2"\nchanges = ["api-doc"]',
                         'message = "api-doc.txt.j2"\nchanges = ["cpuid-bit"]')
@@ -77,7 +78,7 @@ def test_patch_that_only_builds_at_the_tip(debian_612: bases.Base, tmp_path: Pat
 
 
 def test_new_w1_warning_is_caught_by_identity(debian_612: bases.Base, tmp_path: Path) -> None:
-    t = broken_templates(tmp_path, "changes/svm-buslock.toml.j2",
+    t = broken_templates(tmp_path, "series/v2/changes/svm-buslock.toml.j2",
                          "static int bus_lock_exit(struct kvm_vcpu *vcpu)\n",
                          "int kseries_unprototyped(void)\n{\n\treturn 0;\n}\n\n"
                          "static int bus_lock_exit(struct kvm_vcpu *vcpu)\n")
@@ -89,7 +90,7 @@ def test_new_w1_warning_is_caught_by_identity(debian_612: bases.Base, tmp_path: 
 
 
 def test_vmcb_field_at_the_wrong_offset(debian_612: bases.Base, tmp_path: Path) -> None:
-    t = broken_templates(tmp_path, "changes/svm-buslock.toml.j2",
+    t = broken_templates(tmp_path, "series/v2/changes/svm-buslock.toml.j2",
                          "u8 {{ f.vmcb.name }}[{{ f.vmcb.before }}];",
                          "u8 {{ f.vmcb.name }}[{{ f.vmcb.before + 2 }}];")
     report = run_checks(debian_612, t, tmp_path, ["applies", "layout"])

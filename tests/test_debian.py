@@ -47,9 +47,9 @@ CHAINS = {
 @pytest.fixture(scope="module", params=["6.12", "6.1"])
 def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              ) -> render.RenderedSeries:
-    from conftest import KSELFTEST, TEMPLATES, debian
+    from conftest import KSELFTEST, V2, debian
     b = debian(request.param)
-    return render.render(b, TEMPLATES, KSELFTEST, tmp_path_factory.mktemp(f"out-{b.key}"))
+    return render.render(b, V2, KSELFTEST, tmp_path_factory.mktemp(f"out-{b.key}"))
 
 
 def test_reference_cover_letter_agrees_with_these_facts() -> None:

@@ -80,7 +80,7 @@ def render_derived(d: Derived, tmp_path: Path) -> tuple[render.RenderedSeries, s
     from conftest import KSELFTEST, TEMPLATES
     d.commit()
     b = bases.resolve(f"{d.root}@derived", TEMPLATES)
-    s = render.render(b, TEMPLATES, KSELFTEST, tmp_path / "out")
+    s = render.render(b, TEMPLATES / "series" / "v2", KSELFTEST, tmp_path / "out")
     text = "".join(p.read_text() for p in s.files[1:])
     return s, text
 

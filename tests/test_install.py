@@ -78,7 +78,8 @@ def test_the_wheel_carries_the_series_data(installed: Path, tmp_path: Path) -> N
     venv = installed.parent
     assert Path(module).is_relative_to(venv), f"kseries came from {module}, not the wheel"
     assert Path(templates).is_relative_to(venv) and Path(kselftest).is_relative_to(venv)
-    for rel in ("templates/series.toml", "templates/bases.toml", "templates/profiles/vm.toml",
+    for rel in ("templates/series/v2/series.toml", "templates/series/merged/series.toml",
+                "templates/bases.toml", "templates/profiles/vm.toml",
                 "kselftest/hosts.toml", "kselftest/guest/init"):
         shipped = Path(templates).parent / rel
         assert shipped.read_bytes() == (ROOT / rel).read_bytes(), rel

@@ -42,7 +42,7 @@ def test_parse_roles_and_sections() -> None:
 
 
 def test_merge_keeps_each_address_once_case_insensitively() -> None:
-    manifest = load(TEMPLATES)
+    manifest = load(TEMPLATES / "series" / "v2")
     manifest = dataclasses.replace(
         manifest, to=("KVM@vger.kernel.org",),
         cc=("Sean Christopherson <SeanJC@google.com>", "kvm@VGER.kernel.org"))

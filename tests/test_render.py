@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TEMPLATES
 from kseries.base import bases
 from kseries.cli import main
 from kseries.errors import KseriesError
@@ -15,15 +16,16 @@ from kseries.render import series as render
 from synthetic import FILES, git, make_tree
 
 
-def render_tree(tree: Path, templates: Path, kselftest: Path, out: Path,
+def render_tree(tree: Path, series: Path, kselftest: Path, out: Path,
                 ref: str = "") -> render.RenderedSeries:
-    b = bases.resolve(f"{tree}@{ref}" if ref else str(tree), templates)
-    return render.render(b, templates, kselftest, out)
+    """Render the series in directory ``series`` for the tree at ``ref``."""
+    b = bases.resolve(f"{tree}@{ref}" if ref else str(tree), TEMPLATES)
+    return render.render(b, series, kselftest, out)
 
 
-def test_renders_five_patches_and_a_cover(synthetic: Path, templates: Path, kselftest: Path,
+def test_renders_five_patches_and_a_cover(synthetic: Path, v2: Path, kselftest: Path,
                                           tmp_path: Path) -> None:
-    s = render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    s = render_tree(synthetic, v2, kselftest, tmp_path / "out")
     assert len(s.commits) == 5 and len(s.files) == 6
     assert s.files[0].name.endswith("0000-cover-letter.patch")
     cover = s.files[0].read_text()
@@ -36,32 +38,32 @@ def test_renders_five_patches_and_a_cover(synthetic: Path, templates: Path, ksel
     assert "+\tu8 reserved_8[16];" in p3 and "+\tu8 reserved_9[702];" in p3
 
 
-def test_render_is_byte_identical(synthetic: Path, templates: Path, kselftest: Path,
+def test_render_is_byte_identical(synthetic: Path, v2: Path, kselftest: Path,
                                   tmp_path: Path) -> None:
-    a = render_tree(synthetic, templates, kselftest, tmp_path / "a")
-    b = render_tree(synthetic, templates, kselftest, tmp_path / "b")
+    a = render_tree(synthetic, v2, kselftest, tmp_path / "a")
+    b = render_tree(synthetic, v2, kselftest, tmp_path / "b")
     assert [p.name for p in a.files] == [p.name for p in b.files]
     for x, y in zip(a.files, b.files, strict=True):
         assert x.read_bytes() == y.read_bytes()
 
 
-def test_rerender_replaces_only_its_own_files(synthetic: Path, templates: Path,
+def test_rerender_replaces_only_its_own_files(synthetic: Path, v2: Path,
                                               kselftest: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    render_tree(synthetic, templates, kselftest, out)
-    render_tree(synthetic, templates, kselftest, out)
+    render_tree(synthetic, v2, kselftest, out)
+    render_tree(synthetic, v2, kselftest, out)
     assert (out / "notes.txt").read_text() == "mine"
     assert len(list(out.glob("*.patch"))) == 6
 
 
-def test_render_never_writes_into_the_base_repo(synthetic: Path, templates: Path,
+def test_render_never_writes_into_the_base_repo(synthetic: Path, v2: Path,
                                                 kselftest: Path, tmp_path: Path) -> None:
     before = subprocess.run(["git", "-C", str(synthetic), "count-objects", "-v"],
                             capture_output=True, text=True, check=True).stdout
     refs = git(synthetic, "for-each-ref")
-    render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    render_tree(synthetic, v2, kselftest, tmp_path / "out")
     assert git(synthetic, "for-each-ref") == refs
     after = subprocess.run(["git", "-C", str(synthetic), "count-objects", "-v"],
                            capture_output=True, text=True, check=True).stdout
@@ -94,36 +96,36 @@ def test_unknown_debian_series(templates: Path) -> None:
         bases.resolve("debian:5.10", templates)
 
 
-def test_missing_anchor_names_file_anchor_fact(tmp_path: Path, templates: Path,
+def test_missing_anchor_names_file_anchor_fact(tmp_path: Path, v2: Path,
                                                kselftest: Path, isolated_cache: Path) -> None:
     svm_c = FILES["arch/x86/kvm/svm/svm.c"].replace("INTERCEPT_RSM", "INTERCEPT_RSM_GONE")
     tree = make_tree(tmp_path / "linux", {"arch/x86/kvm/svm/svm.c": svm_c})
     with pytest.raises(KseriesError) as info:
-        render_tree(tree, templates, kselftest, tmp_path / "out")
+        render_tree(tree, v2, kselftest, tmp_path / "out")
     msg = str(info.value)
     assert msg.startswith("arch/x86/kvm/svm/svm.c: anchor")
     assert "INTERCEPT_RSM" in msg and "the RSM intercept that init_vmcb() sets" in msg
 
 
-def test_template_error_is_reported(synthetic: Path, templates: Path, kselftest: Path,
+def test_template_error_is_reported(synthetic: Path, v2: Path, kselftest: Path,
                                     tmp_path: Path) -> None:
-    broken = tmp_path / "templates"
-    subprocess.run(["cp", "-r", str(templates), str(broken)], check=True)
+    subprocess.run(["cp", "-r", str(v2.parent), str(tmp_path / "series")], check=True)
+    broken = tmp_path / "series" / "v2"
     change = broken / "changes" / "cpuid-bit.toml.j2"
     change.write_text(change.read_text().replace("f.cpufeature.after", "f.cpufeature.nothere"))
-    with pytest.raises(KseriesError, match=r"templates/changes/cpuid-bit.toml.j2: .*nothere"):
+    with pytest.raises(KseriesError, match=r"v2/changes/cpuid-bit.toml.j2: .*nothere"):
         render_tree(synthetic, broken, kselftest, tmp_path / "out")
     change.write_text("{% if %}")
     with pytest.raises(KseriesError, match="template syntax error"):
         render_tree(synthetic, broken, kselftest, tmp_path / "out2")
 
 
-def test_base_with_the_feature_says_which_parts(synthetic: Path, templates: Path,
+def test_base_with_the_feature_says_which_parts(synthetic: Path, v2: Path,
                                                 kselftest: Path, tmp_path: Path) -> None:
-    s = render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    s = render_tree(synthetic, v2, kselftest, tmp_path / "out")
     applying.create_branch(s, "with-feature", repo=synthetic)
     with pytest.raises(KseriesError) as info:
-        render_tree(synthetic, templates, kselftest, tmp_path / "again", ref="with-feature")
+        render_tree(synthetic, v2, kselftest, tmp_path / "again", ref="with-feature")
     msg = str(info.value)
     assert "already contains the feature" in msg
     for part in ("virt tag", "CPUID bit", "SVM definitions", "exit code", "nested handling",
@@ -134,12 +136,12 @@ def test_base_with_the_feature_says_which_parts(synthetic: Path, templates: Path
         "#define X86_FEATURE_BUS_LOCK_THRESHOLD\t(15*32+29) /* Bus lock threshold */\n")
     partial = make_tree(tmp_path / "partial", {"arch/x86/include/asm/cpufeatures.h": cf})
     with pytest.raises(KseriesError, match=r"already contains the feature: CPUID bit \(word 15"):
-        render_tree(partial, templates, kselftest, tmp_path / "p")
+        render_tree(partial, v2, kselftest, tmp_path / "p")
 
 
-def test_apply_creates_a_branch_and_protects_others(synthetic: Path, templates: Path,
+def test_apply_creates_a_branch_and_protects_others(synthetic: Path, v2: Path,
                                                     kselftest: Path, tmp_path: Path) -> None:
-    s = render_tree(synthetic, templates, kselftest, tmp_path / "out")
+    s = render_tree(synthetic, v2, kselftest, tmp_path / "out")
     head = git(synthetic, "rev-parse", "HEAD")
     r = applying.create_branch(s, "buslock", repo=synthetic)
     assert git(synthetic, "rev-parse", "buslock") == s.tip == r.commit
@@ -172,7 +174,7 @@ def test_cli_render_prints_one_line_per_patch(synthetic: Path, tmp_path: Path,
     lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
     assert len(lines) == 5
     assert lines[2].startswith("  3/5 KVM: SVM: Enable Bus lock threshold exit  [")
-    assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +42 -1]")
+    assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +39 -1]")
 
 
 def test_cli_pipeline_runs_the_chosen_stages(synthetic: Path, tmp_path: Path,
@@ -193,10 +195,10 @@ def test_cli_pipeline_runs_the_chosen_stages(synthetic: Path, tmp_path: Path,
                    "render, check, build, run, submit\n")
 
 
-def test_unchanged_inputs_reuse_commits_and_edits_do_not(synthetic: Path, templates: Path,
+def test_unchanged_inputs_reuse_commits_and_edits_do_not(synthetic: Path, v2: Path,
                                                          kselftest: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "templates"
-    subprocess.run(["cp", "-r", str(templates), str(copy)], check=True)
+    subprocess.run(["cp", "-r", str(v2.parent), str(tmp_path / "series")], check=True)
+    copy = tmp_path / "series" / "v2"
     first = render_tree(synthetic, copy, kselftest, tmp_path / "a")
     again = render_tree(synthetic, copy, kselftest, tmp_path / "b")  # from the render cache
     assert again.commits == first.commits and again.facts == first.facts

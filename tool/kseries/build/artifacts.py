@@ -32,25 +32,26 @@ class Artifacts:
                 "build_dir": str(self.build_dir)}
 
 
-def record_path(base: Base, profile: str, patched: bool) -> Path:
-    name = profile if patched else f"{profile}-base"
+def record_path(base: Base, profile: str, patched: bool, series: str) -> Path:
+    """The record of a build: per series for the patched kernel, one for the base's own."""
+    name = f"{profile}.{series}" if patched else f"{profile}-base"
     return cache_root() / "build" / base.key / f"{name}.artifacts.json"
 
 
-def save(base: Base, a: Artifacts) -> Path:
-    path = record_path(base, a.profile, a.patched)
+def save(base: Base, a: Artifacts, series: str) -> Path:
+    path = record_path(base, a.profile, a.patched, series)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(a.to_json(), indent=2) + "\n")
     return path
 
 
-def load(base: Base, profile: str, patched: bool = True) -> Artifacts:
-    path = record_path(base, profile, patched)
+def load(base: Base, profile: str, series: str, patched: bool = True) -> Artifacts:
+    path = record_path(base, profile, patched, series)
     try:
         d = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        what = "the series" if patched else "the unpatched base"
-        flag = "" if patched else " --unpatched"
+        what = f"the {series} series" if patched else "the unpatched base"
+        flag = f" --series {series}" if patched else " --unpatched"
         raise KseriesError(
             f"no {profile} build of {what} for {base.label}",
             hint=f"run: kseries build --base {base.label} --profile {profile}{flag}",
@@ -60,19 +61,22 @@ def load(base: Base, profile: str, patched: bool = True) -> Artifacts:
                      {k: Path(v) for k, v in d["selftests"].items()}, Path(d["build_dir"]))
 
 
-def build(base: Base, templates: Path, kselftest: Path, profile_name: str, *,
+def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profile_name: str, *,
           smoke: Sequence[str], patched: bool = True, out_dir: Path | None = None,
           reporter: Reporter | None = None) -> Artifacts:
-    """Build a profile's targets and the selftests: for the series at its tip, or the base.
+    """Build a profile's targets and the selftests: for the series in ``series_dir`` at its
+    tip, or the base.
 
     The selftests are ``smoke`` (the host inventory's smoke tests, which the
     caller reads), plus kvm_buslock_test when patched.
     """
     reporter = reporter or NullReporter()
+    series_id = series_dir.resolve().name
     profile = profiles.load_profile(templates, profile_name)
     if patched:
-        series = rendering.render(base, templates, kselftest,
-                                  out_dir or cache_root() / "series" / base.key, reporter)
+        series = rendering.render(base, series_dir, kselftest,
+                                  out_dir or cache_root() / "series" / base.key / series_id,
+                                  reporter)
         commit, test_dir = series.tip, series.facts.selftest.dir
     else:
         commit, test_dir = base.commit, probe(rendering.base_reader(base)).selftest.dir
@@ -89,7 +93,7 @@ def build(base: Base, templates: Path, kselftest: Path, profile_name: str, *,
     kernel = b.out / "arch/x86/boot/bzImage"
     result = Artifacts(profile.name, commit, patched, kernel if kernel.exists() else None,
                        tests.binaries, b.out)
-    save(base, result)
+    save(base, result, series_id)
     reporter.finish("DONE", f"{len(tests.binaries)} selftests"
                     + (f", {len(tests.warnings)} warnings" if tests.warnings else ""))
     return result

@@ -76,15 +76,16 @@ def select(only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]:
 
 
 def prepare(
-    base: Base, templates: Path, kselftest: Path, series_path: Path | None, work: Path,
-    *, out_dir: Path | None = None, reporter: Reporter | None = None,
+    base: Base, templates: Path, series_dir: Path, kselftest: Path, series_path: Path | None,
+    work: Path, *, out_dir: Path | None = None, reporter: Reporter | None = None,
 ) -> Context:
-    """Read the series to check, and render kseries' own for comparison."""
+    """Read the series to check, and render kseries' own (``series_dir``) for comparison."""
     reporter = reporter or NullReporter()
     work.mkdir(parents=True, exist_ok=True)
-    wanted = load_manifest(templates)
+    wanted = load_manifest(series_dir)
     if series_path is None:
-        fresh = rendering.render(base, templates, kselftest, out_dir or work / "rendered", reporter)
+        fresh = rendering.render(base, series_dir, kselftest, out_dir or work / "rendered",
+                                 reporter)
         mails = mailbox.read_files(fresh.files, source=f"rendered for {base.label}")
         return Context(base, mails, templates, work, reporter, wanted, fresh)
     reporter.start("read", str(series_path))
@@ -97,7 +98,7 @@ def prepare(
         return Context(base, mails, templates, work, reporter)
     rendered: rendering.RenderedSeries | None
     try:
-        rendered = rendering.render(base, templates, kselftest, work / "rendered", reporter)
+        rendered = rendering.render(base, series_dir, kselftest, work / "rendered", reporter)
     except KseriesError as exc:
         reporter.note(f"cannot render kseries' series for comparison: {exc}")
         rendered = None

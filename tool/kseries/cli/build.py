@@ -6,7 +6,7 @@ import argparse
 
 from kseries.base import bases
 from kseries.build import artifacts
-from kseries.cli.paths import KSELFTEST
+from kseries.cli.paths import KSELFTEST, series_dir
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.run import inventory
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_build(args: argparse.Namespace) -> int:
     base = bases.resolve(args.base, args.templates)
     smoke = inventory.load(KSELFTEST / "hosts.toml").plan.smoke
-    a = artifacts.build(base, args.templates, KSELFTEST, args.profile, smoke=smoke,
+    a = artifacts.build(base, args.templates, series_dir(args.series), KSELFTEST, args.profile,
+                        smoke=smoke,
                         patched=not args.unpatched, reporter=ConsoleReporter())
     print(f"build dir: {a.build_dir}")
     if a.kernel:

@@ -15,7 +15,7 @@ from typing import TextIO
 from kseries.base import bases
 from kseries.check import checklist
 from kseries.check import report as reports
-from kseries.cli.paths import KSELFTEST, default_out
+from kseries.cli.paths import KSELFTEST, default_out, series_dir
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 
@@ -28,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "check", help="check a series like a kernel CI bot (table of patch x check)",
         description=f"Checks: {names}. Exit 0 clean, 2 findings, 1 tool failure.")
     add_base_args(p)
-    p.add_argument("series", nargs="?", type=Path, metavar="SERIES",
+    p.add_argument("mailbox", nargs="?", type=Path, metavar="PATCHES",
                    help="a directory of .patch files, or an mbox (b4 am output, a saved "
-                        "thread); default: the series rendered for the base")
+                        "thread); default: the --series rendered for the base")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report there")
     p.add_argument("--only", action="append", default=[], metavar="CHECK",
                    help="run only these checks (repeat, or comma-separate)")
@@ -49,11 +49,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     skip = _names(args.skip) + (list(checklist.BUILD) if args.fast else [])
     names = checklist.select(_names(args.only), skip)
     reporter = ConsoleReporter()
+    series = series_dir(args.series)
     base = bases.resolve(args.base, args.templates)
     with tempfile.TemporaryDirectory(prefix="kseries-check-") as tmp:
-        ctx = checklist.prepare(base, args.templates, KSELFTEST, args.series, Path(tmp),
-                                out_dir=default_out(base), reporter=reporter)
-        report = checklist.run(ctx, names, default=args.series is None)
+        ctx = checklist.prepare(base, args.templates, series, KSELFTEST, args.mailbox,
+                                Path(tmp), out_dir=default_out(base, series.resolve().name),
+                                reporter=reporter)
+        report = checklist.run(ctx, names, default=args.mailbox is None)
     print_report(report)
     if args.json:
         reports.write_json(report, args.json)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kseries.base.bases import Base
 from kseries.base.cache import cache_root
+from kseries.errors import KseriesError
 
 PACKAGE = Path(__file__).resolve().parents[1]
 PACKAGED = PACKAGE / "data"  # in a wheel
@@ -30,7 +31,33 @@ def data_root() -> Path:
 ROOT = data_root()
 TEMPLATES = ROOT / "templates"
 KSELFTEST = ROOT / "kselftest"
+SERIES = TEMPLATES / "series"
+DEFAULT_SERIES = "v2"
 
 
-def default_out(base: Base) -> Path:
-    return cache_root() / "series" / base.key
+def known_series() -> list[str]:
+    return sorted(p.name for p in SERIES.iterdir() if (p / "series.toml").is_file())
+
+
+def series_dir(spec: str) -> Path:
+    """``--series``: the name of a series kseries ships, or the path of a series directory."""
+    if "/" not in spec and spec not in (".", ".."):
+        path = SERIES / spec
+        if (path / "series.toml").is_file():
+            return path
+        if not Path(spec).is_dir():
+            raise KseriesError(f"--series {spec}: no such series",
+                               hint=f"choose {' or '.join(known_series())}, "
+                                    "or give the path of a series directory")
+    path = Path(spec).expanduser()
+    if not (path / "series.toml").is_file():
+        what = "does not exist" if not path.exists() else "has no series.toml"
+        raise KseriesError(f"--series {spec}: {path} {what}",
+                           hint="a series directory holds series.toml, its cover letter "
+                                "template, changes/ and messages/ (see templates/series/v2)")
+    return path
+
+
+def default_out(base: Base, series: str = DEFAULT_SERIES) -> Path:
+    """Where a series is rendered when no -o is given: per base and series."""
+    return cache_root() / "series" / base.key / series

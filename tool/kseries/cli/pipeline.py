@@ -27,7 +27,7 @@ class Stage:
 
 
 def stages(args: argparse.Namespace) -> list[Stage]:
-    b = ("--base", args.base)
+    b = ("--base", args.base, "--series", args.series)
     out = args.output
     return [
         Stage("render", (("render", *b, "-o", str(out / "patches")),)),

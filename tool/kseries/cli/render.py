@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from kseries.base import bases
-from kseries.cli.paths import KSELFTEST, TEMPLATES, default_out
+from kseries.cli.paths import DEFAULT_SERIES, KSELFTEST, TEMPLATES, default_out, series_dir
 from kseries.cli.ui import ConsoleReporter
 from kseries.render import apply as applying
 from kseries.render import series as rendering
@@ -38,13 +38,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def add_base_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="debian:6.12",
                    help="debian:6.X[=VERSION] or PATH[@REF] (default: debian:6.12)")
+    add_series_arg(p)
     p.add_argument("--templates", type=Path, default=TEMPLATES, help=argparse.SUPPRESS)
+
+
+def add_series_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--series", default=DEFAULT_SERIES, metavar="NAME",
+                   help="v2 (the RFC as posted; the default), merged (as review settled "
+                        "it), or the path of a series directory of your own")
 
 
 def render_for(args: argparse.Namespace, out: Path | None = None) -> rendering.RenderedSeries:
     reporter = ConsoleReporter()
+    series = series_dir(args.series)
     base = bases.resolve(args.base, args.templates)
-    return rendering.render(base, args.templates, KSELFTEST, out or default_out(base), reporter)
+    return rendering.render(base, series, KSELFTEST,
+                            out or default_out(base, series.resolve().name), reporter)
 
 
 def print_series(series: rendering.RenderedSeries) -> None:

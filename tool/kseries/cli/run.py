@@ -16,7 +16,8 @@ from rich.text import Text
 
 from kseries.base import bases
 from kseries.build import artifacts
-from kseries.cli.paths import KSELFTEST, TEMPLATES
+from kseries.cli.paths import KSELFTEST, TEMPLATES, series_dir
+from kseries.cli.render import add_series_arg
 from kseries.cli.ui import interactive
 from kseries.errors import KseriesError
 from kseries.run import harness, initramfs, inventory, lava, results
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "Exit: 0 as expected, 2 a test was not, 3 a host failed.")
     p.add_argument("--base", default="debian:6.12",
                    help="the base the kernel was built from (recorded in the results)")
+    add_series_arg(p)
     p.add_argument("--hosts", type=Path, default=KSELFTEST / "hosts.toml",
                    help="host inventory (default: kselftest/hosts.toml)")
     p.add_argument("--host", action="append", default=[], metavar="NAME",
@@ -177,11 +179,12 @@ def print_table(report: results.RunReport, stream: TextIO | None = None) -> None
 def from_build(args: argparse.Namespace) -> dict[str, Path]:
     """Kernel, tests and baseline from `kseries build` of --base, where none were given."""
     base = bases.resolve(args.base, TEMPLATES)
-    built = artifacts.load(base, "vm", patched=not args.unpatched)
+    name = series_dir(args.series).resolve().name
+    built = artifacts.load(base, "vm", name, patched=not args.unpatched)
     args.kernel = built.kernel
     if not args.unpatched and args.baseline is None and args.baseline_kernel is None:
         try:
-            args.baseline_kernel = artifacts.load(base, "vm", patched=False).kernel
+            args.baseline_kernel = artifacts.load(base, "vm", name, patched=False).kernel
         except KseriesError:
             args.baseline_kernel = None  # no unpatched build: absolute results only
     return dict(built.selftests)

@@ -12,7 +12,7 @@ from pathlib import Path
 from kseries.base import bases
 from kseries.base.cache import cache_root
 from kseries.check import verdict
-from kseries.cli.paths import KSELFTEST, TEMPLATES
+from kseries.cli.paths import DEFAULT_SERIES, KSELFTEST, TEMPLATES, series_dir
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
@@ -54,8 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "diff", help="range-diff of the series between two bases (or earlier renderings)",
         description="git range-diff of the series rendered for the first --base against the "
                     "second. Either may be a directory of an earlier rendering.")
-    d.add_argument("--base", action="append", required=True, metavar="BASE-or-DIR",
-                   help="give it twice: the old, then the new")
+    d.add_argument("--base", action="append", default=[], metavar="BASE-or-DIR",
+                   help="the old, then the new; once (or not at all: debian:6.12) to compare "
+                        "two series on one base")
+    d.add_argument("--series", action="append", default=[], metavar="NAME",
+                   help="the old, then the new (e.g. --series v2 --series merged); once, "
+                        "or not at all (v2), to compare one series on two bases")
     d.add_argument("--creation-factor", type=int, default=100, metavar="N",
                    help="git range-diff --creation-factor (default: 100: pair patches even "
                         "when the adaptation changed much of them)")
@@ -64,10 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.set_defaults(func=cmd_diff)
 
 
-def _render(spec: str, templates: Path, out: Path, reporter: Reporter,
+def _render(spec: str, templates: Path, series: Path, out: Path, reporter: Reporter,
             version: int | None = None, rfc: bool | None = None) -> rendering.RenderedSeries:
     base = bases.resolve(spec, templates)
-    return rendering.render(base, templates, KSELFTEST, out, reporter, version=version, rfc=rfc)
+    return rendering.render(base, series, KSELFTEST, out, reporter, version=version, rfc=rfc)
 
 
 def _is_rendering(spec: str) -> bool:
@@ -97,7 +101,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     templates = args.templates
     reporter = ConsoleReporter()
     with tempfile.TemporaryDirectory(prefix="kseries-submit-") as tmp:
-        series = _render(args.base, templates, Path(tmp) / "series", reporter,
+        chosen = series_dir(args.series)
+        series = _render(args.base, templates, chosen, Path(tmp) / "series", reporter,
                          args.reroll, args.rfc)
         note = gate(series, args.force)
         if note:
@@ -111,8 +116,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         reporter.finish("DONE", f"{len(who.entries)} addresses")
         range_diff = None
         if args.range_diff_against:
-            range_diff = _range_diff(series, args.range_diff_against, templates, Path(tmp),
-                                     reporter, args.creation_factor)
+            range_diff = _range_diff(series, args.range_diff_against, templates, chosen,
+                                     Path(tmp), reporter, args.creation_factor)
         print_recipients(who)
         if args.b4:
             if range_diff:
@@ -120,19 +125,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
             prepared = b4prep.prepare(series, who, args.repo, version, force=args.force)
             print_b4(prepared)
             return 0
-        out = args.output or cache_root() / "outbox" / series.base.key
+        out = args.output or cache_root() / "outbox" / series.base.key / series.manifest.id
         box = outbox.write(series, who, out, version, range_diff=range_diff)
     print_outbox(box)
     return 0
 
 
-def _range_diff(series: rendering.RenderedSeries, against: str, templates: Path, tmp: Path,
-                reporter: Reporter, creation_factor: int | None) -> tuple[str, str]:
+def _range_diff(series: rendering.RenderedSeries, against: str, templates: Path, chosen: Path,
+                tmp: Path, reporter: Reporter, creation_factor: int | None) -> tuple[str, str]:
     reporter.start("range-diff", against)
     if _is_rendering(against):
         result = rangediff.against(series, Path(against), creation_factor=creation_factor)
     else:
-        other = _render(against, templates, tmp / "against", reporter)
+        other = _render(against, templates, chosen, tmp / "against", reporter)
         result = rangediff.against(series, other, creation_factor=creation_factor or 100)
     reporter.finish("DONE", f"against {result[0]}")
     return result
@@ -165,23 +170,33 @@ def print_b4(p: b4prep.Prepared) -> None:
     print("  b4 send --dry-run        # or: b4 send -o DIR")
 
 
+def _pair(values: list[str], default: str, flag: str) -> tuple[str, str]:
+    if len(values) > 2:
+        raise KseriesError(f"kseries diff takes {flag} at most twice: the old, then the new")
+    if not values:
+        return default, default
+    return (values[0], values[-1])
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
-    if len(args.base) != 2:
-        raise KseriesError("kseries diff needs --base twice",
-                           hint="e.g. kseries diff --base debian:6.1 --base debian:6.12")
-    old_spec, new_spec = args.base
+    if len(args.base) < 2 and len(args.series) < 2:
+        raise KseriesError("kseries diff needs two of something to compare",
+                           hint="e.g. --base debian:6.1 --base debian:6.12, "
+                                "or --series v2 --series merged")
+    old_spec, new_spec = _pair(args.base, "debian:6.12", "--base")
+    old_dir, new_dir = (series_dir(s) for s in _pair(args.series, DEFAULT_SERIES, "--series"))
     reporter = ConsoleReporter()
     with tempfile.TemporaryDirectory(prefix="kseries-diff-") as tmp:
         if _is_rendering(new_spec):
             raise KseriesError(f"{new_spec}: the second --base must be a base to render",
                                hint="put the earlier rendering (the directory) first")
-        new = _render(new_spec, args.templates, Path(tmp) / "new", reporter)
+        new = _render(new_spec, args.templates, new_dir, Path(tmp) / "new", reporter)
         if _is_rendering(old_spec):
             label, text = rangediff.against(new, Path(old_spec),
                                             creation_factor=args.creation_factor)
         else:
-            old = _render(old_spec, args.templates, Path(tmp) / "old", reporter)
+            old = _render(old_spec, args.templates, old_dir, Path(tmp) / "old", reporter)
             label, text = rangediff.against(new, old, creation_factor=args.creation_factor)
-    print(f"range-diff: {label} -> {new.base.label}")
+    print(f"range-diff: {label} -> {rangediff.of_series(new).label}")
     print(text, end="")
     return 0

@@ -1,7 +1,7 @@
 """Re-renders of unchanged inputs reuse the commits of the last render.
 
-A render is a pure function of the base commit, the files under templates/ and
-kselftest/, and the code that probes, edits and writes commits. Their digest
+A render is a pure function of the base commit, the files of the series
+directory and kselftest/, and the code that probes, edits and writes commits. Their digest
 keys a small record (the commits and the probed facts) under the cache; a
 record is used only while its commits are still in the scratch repository.
 The patch files are always written by git format-patch again.
@@ -17,6 +17,7 @@ from pathlib import Path
 from kseries.base.bases import Base
 from kseries.base.cache import cache_root
 from kseries.render.probe import Facts, facts_from_json
+from kseries.render.templating import search_path
 
 # The modules whose code decides a render's commits, relative to the package.
 CODE = ("render/series.py", "render/probe.py", "render/edits.py", "render/csource.py",
@@ -27,13 +28,14 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def inputs_key(base: Base, templates: Path, kselftest: Path) -> str:
+def inputs_key(base: Base, series: Path, kselftest: Path) -> str:
     h = hashlib.sha256(base.commit.encode())
     package = Path(__file__).parents[1]
-    for root, files in (("templates", _files(templates)), ("kselftest", _files(kselftest)),
-                        ("code", [package / name for name in CODE])):
-        for path in files:
-            h.update(f"\0{root}\0{path.name}\0".encode())
+    roots = [*search_path(series, kselftest), package]
+    files = [*(_files(d) for d in roots[:-1]), [package / name for name in CODE]]
+    for i, (root, paths) in enumerate(zip(roots, files, strict=True)):
+        for path in paths:
+            h.update(f"\0{i}\0{path.relative_to(root)}\0".encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:32]
 

@@ -45,6 +45,22 @@ def block_at(text: str, pos: int) -> tuple[int, int]:
     raise ParseError(f"unbalanced braces after offset {pos}")
 
 
+_FUNCTION = re.compile(r"^[A-Za-z_][^\n;{}()]*?\b(\w+)\([^;{}]*\)\s*\{", re.M)
+
+
+def enclosing_function(text: str, pos: int) -> str | None:
+    """The name of the function whose body holds offset ``pos`` (a definition at column 0)."""
+    heads = [m for m in _FUNCTION.finditer(text, 0, pos) if m.start() < pos]
+    for m in reversed(heads):
+        try:
+            start, end = block_at(text, m.start())
+        except ParseError:
+            return None
+        if start <= pos < end:
+            return m.group(1)
+    return None
+
+
 def strip_comments(text: str) -> str:
     text = re.sub(r"/\*.*?\*/", lambda m: " " * len(m.group(0)), text, flags=re.DOTALL)
     return re.sub(r"//[^\n]*", "", text)

@@ -1,4 +1,10 @@
-"""The series manifest (templates/series.toml) as typed data."""
+"""A series directory's manifest (series.toml) as typed data.
+
+A series is a directory: series.toml (this), the cover letter template,
+changes/ (the edits of each logical change) and messages/ (the commit
+messages). kseries ships two under templates/series/ (v2 and merged); a user
+may point at a directory of their own with the same layout.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +42,8 @@ class Patch:
     subject: str
     author: Person
     date: datetime
-    message: str  # template name under templates/messages/
-    changes: tuple[str, ...]  # change names under templates/changes/
+    message: str  # template name under the series' messages/
+    changes: tuple[str, ...]  # change names under the series' changes/
     trailers: tuple[Trailer, ...]
 
 
@@ -61,6 +67,8 @@ class Manifest:
     changelog: tuple[Changelog, ...]
     links: dict[str, str]
     patches: tuple[Patch, ...]
+    dir: Path  # the series directory
+    id: str  # its name: keys the series' caches and records ("v2", "merged")
 
     @property
     def prefix(self) -> str:
@@ -71,8 +79,11 @@ class Manifest:
         return " ".join(words)
 
 
-def load(templates: Path) -> Manifest:
-    path = templates / "series.toml"
+def load(series: Path) -> Manifest:
+    path = series / "series.toml"
+    if not path.is_file():
+        raise KseriesError(f"{series}: not a series directory (no series.toml)",
+                           hint="give --series v2, merged, or a directory with the same layout")
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
@@ -80,15 +91,15 @@ def load(templates: Path) -> Manifest:
     except tomllib.TOMLDecodeError as exc:
         raise KseriesError(f"{path}: invalid TOML ({exc})", hint="fix the manifest") from exc
     try:
-        return _manifest(data, templates)
+        return _manifest(data, series)
     except KeyError as exc:
         raise KseriesError(
             f"{path}: missing key {exc}", hint="see the manifest's comments"
         ) from exc
 
 
-def _manifest(data: dict, templates: Path) -> Manifest:  # type: ignore[type-arg]
-    path = templates / "series.toml"
+def _manifest(data: dict, series: Path) -> Manifest:  # type: ignore[type-arg]
+    path = series / "series.toml"
     people = {k: Person(k, v["name"], v["email"]) for k, v in data["people"].items()}
 
     def person(key: str, where: str) -> Person:
@@ -102,9 +113,10 @@ def _manifest(data: dict, templates: Path) -> Manifest:  # type: ignore[type-arg
     for n, p in enumerate(data.get("patch", []), start=1):
         where = f"patch {n} ({p.get('subject', '?')})"
         for change in p["changes"]:
-            if not (templates / "changes" / f"{change}.toml.j2").exists():
+            if not any((d / "changes" / f"{change}.toml.j2").exists()
+                       for d in (series, series.parent / "common")):
                 raise KseriesError(f"{path}: {where} names unknown change {change!r}",
-                                   hint=f"no templates/changes/{change}.toml.j2")
+                                   hint=f"no {series}/changes/{change}.toml.j2")
         try:
             date = datetime.fromisoformat(p["date"])
         except ValueError as exc:
@@ -133,4 +145,6 @@ def _manifest(data: dict, templates: Path) -> Manifest:  # type: ignore[type-arg
         changelog=tuple(Changelog(c["version"], tuple(c["items"])) for c in s.get("changelog", ())),
         links=dict(s.get("links", {})),
         patches=tuple(patches),
+        dir=series,
+        id=series.resolve().name,
     )

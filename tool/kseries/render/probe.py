@@ -21,6 +21,9 @@ UAPI_SVM_H = "arch/x86/include/uapi/asm/svm.h"
 SVM_C = "arch/x86/kvm/svm/svm.c"
 NESTED_C = "arch/x86/kvm/svm/nested.c"
 X86_H = "arch/x86/kvm/x86.h"
+X86_C = "arch/x86/kvm/x86.c"
+KVM_HOST_H = "arch/x86/include/asm/kvm_host.h"
+KVM_SVM_H = "arch/x86/kvm/svm/svm.h"
 PROC_C = "arch/x86/kernel/cpu/proc.c"
 MKCAPFLAGS = "arch/x86/kernel/cpu/mkcapflags.sh"
 API_RST = "Documentation/virt/kvm/api.rst"
@@ -55,6 +58,32 @@ class Selftest:
     before: str  # the entry line the new one goes before ("" = append after `after`)
     after: str  # the last entry line of the list
     path: str  # where the test source goes
+    # The selftests' .gitignore, where it lists every test binary (6.1); all
+    # three are "" where it ignores everything but sources by wildcard.
+    ignore_entry: str  # the line to add, "/x86_64/kvm_buslock_test"
+    ignore_before: str  # the entry it goes before ("" = after ignore_after)
+    ignore_after: str  # the last entry of the test's directory
+    # The vendor test of the base's selftest library, as a C expression that
+    # is true on an AMD host ("host_cpu_is_amd"); "" where it has none.
+    amd_host: str
+
+
+@dataclass(frozen=True)
+class Rip:
+    """Where KVM keeps the linear RIP of an exit to userspace (the PIO paths)."""
+
+    pio_field: str  # the linear_rip line of struct kvm_pio_request, as written
+    cui_after: str  # the complete_userspace_io line of struct kvm_vcpu_arch
+    uses: tuple[tuple[str, str], ...]  # (function, line) of x86.c's uses of pio.linear_rip
+    declared_in: str  # the header declaring kvm_get_linear_rip() and kvm_is_linear_rip()
+
+
+@dataclass(frozen=True)
+class Nested:
+    """The nested SVM code the merged design's RIP tracking hooks into."""
+
+    cached_struct: str  # the first line of struct vmcb_ctrl_area_cached
+    vmrun_rip: str  # C expression: the L2 RIP that nested VMRUN enters (vmcb12's)
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,10 @@ class Cpufeature:
     name: str  # the macro of the new bit
     after: str  # the define line of word 15 the new one follows
     value: str  # "(15*32+29)"
+    # How a define's comment keeps the flag off /proc/cpuinfo: '"" ' where
+    # mkcapflags.sh names every flag that does not opt out (6.1), "" where it
+    # names only the flags whose comment starts with a quoted name (6.12).
+    unnamed: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +147,8 @@ class Facts:
     exits: Exits
     kvm: Kvm
     doc: Doc
+    rip: Rip
+    nested: Nested
     present: tuple[str, ...] = field(default=())  # parts of the feature the base already has
 
 
@@ -127,6 +162,8 @@ def probe(tree: TreeReader) -> Facts:
         exits=probe_exits(need(tree, UAPI_SVM_H), need(tree, SVM_C)),
         kvm=probe_kvm(need(tree, X86_H), tree.read("arch/x86/kvm/cpuid.h") or ""),
         doc=probe_doc(need(tree, API_RST)),
+        rip=probe_rip(need(tree, KVM_HOST_H), need(tree, X86_C), tree.read(X86_H) or ""),
+        nested=probe_nested(need(tree, KVM_SVM_H), need(tree, NESTED_C)),
         present=present_parts(tree),
     )
 
@@ -151,9 +188,80 @@ def probe_selftest(tree: TreeReader) -> Selftest:
         lines = re.findall(rf"^{var}\s*\+?=\s*{sub}/\S+[ \t]*$", mk, re.M)
         later = [ln for e, ln in zip(entries, lines, strict=True) if e > TEST_NAME]
         path = f"{SELFTESTS}/{name}"
+        entry, ignore_before, ignore_after = probe_gitignore(tree.read(f"{SELFTESTS}/.gitignore"),
+                                                             sub)
         return Selftest(sub, path, var, later[0] if later else "", lines[-1],
-                        f"{SELFTESTS}/{sub}/{TEST_NAME}.c")
+                        f"{SELFTESTS}/{sub}/{TEST_NAME}.c", entry, ignore_before, ignore_after,
+                        probe_amd_host(tree.read(f"{SELFTESTS}/include/{sub}/processor.h")
+                                       or ""))
     raise ProbeError(f"{SELFTESTS}/Makefile", "the x86 selftest list (TEST_GEN_PROGS_x86...)")
+
+
+def probe_gitignore(text: str | None, sub: str) -> tuple[str, str, str]:
+    """(entry, before, after) for the test binary in the selftests' .gitignore, or three ""."""
+    listed = re.findall(rf"^/{sub}/[\w-]+$", text or "", re.M)
+    if not listed:
+        return "", "", ""  # ignored by a wildcard, or no .gitignore at all
+    entry = f"/{sub}/{TEST_NAME}"
+    later = [ln for ln in listed if ln > entry]
+    return entry, later[0] if later else "", listed[-1]
+
+
+def probe_amd_host(processor_h: str) -> str:
+    if re.search(r"^extern bool host_cpu_is_amd;", processor_h, re.M):
+        return "host_cpu_is_amd"
+    if re.search(r"\bbool is_amd_cpu\(void\)", processor_h):
+        return "is_amd_cpu()"
+    return ""
+
+
+def probe_rip(kvm_host: str, x86_c: str, x86_h: str) -> Rip:
+    pio = _enum_body(kvm_host, r"^struct kvm_pio_request\s*\{", KVM_HOST_H,
+                     "struct kvm_pio_request")
+    field = re.search(r"^[ \t]*unsigned long linear_rip;[ \t]*$", pio, re.M)
+    if not field:
+        raise ProbeError(KVM_HOST_H, "linear_rip in struct kvm_pio_request")
+    arch = _enum_body(kvm_host, r"^struct kvm_vcpu_arch\s*\{", KVM_HOST_H, "struct kvm_vcpu_arch")
+    cui = re.search(r"^[ \t]*int \(\*complete_userspace_io\)\(struct kvm_vcpu \*vcpu\);$",
+                    arch, re.M)
+    if not cui:
+        raise ProbeError(KVM_HOST_H, "complete_userspace_io in struct kvm_vcpu_arch")
+    uses = []
+    for m in re.finditer(r"^.*\bpio\.linear_rip\b.*$", x86_c, re.M):
+        fn = csource.enclosing_function(x86_c, m.start())
+        if fn is None:
+            raise ProbeError(X86_C, "the function around a use of pio.linear_rip",
+                             m.group(0).strip())
+        uses.append((fn, m.group(0)))
+    if not uses:
+        raise ProbeError(X86_C, "the PIO completions that use vcpu->arch.pio.linear_rip")
+    decl = r"\bunsigned long kvm_get_linear_rip\(struct kvm_vcpu \*vcpu\);"
+    where = [path for path, text in ((KVM_HOST_H, kvm_host), (X86_H, x86_h))
+             if re.search(decl, text) and "bool kvm_is_linear_rip(" in text]
+    if not where:
+        raise ProbeError(KVM_HOST_H, "the declarations of kvm_get_linear_rip() and "
+                         "kvm_is_linear_rip()", f"not in {KVM_HOST_H} nor {X86_H}")
+    return Rip(field.group(0), cui.group(0), tuple(uses), where[0])
+
+
+def probe_nested(svm_h: str, nested_c: str) -> Nested:
+    m = re.search(r"^struct vmcb_ctrl_area_cached\s*\{", svm_h, re.M)
+    if not m:
+        raise ProbeError(KVM_SVM_H, "struct vmcb_ctrl_area_cached")
+    sig = re.search(r"^static void nested_vmcb02_prepare_control\(([^)]*)\)", nested_c, re.M)
+    if not sig:
+        raise ProbeError(NESTED_C, "nested_vmcb02_prepare_control()")
+    params = sig.group(1)
+    rip = re.search(r"\bunsigned long (\w*rip\w*)", params)
+    vmcb12 = re.search(r"\bstruct vmcb \*(vmcb12)\b", params)
+    if rip:
+        expr = rip.group(1)
+    elif vmcb12:
+        expr = f"{vmcb12.group(1)}->save.rip"
+    else:
+        raise ProbeError(NESTED_C, "vmcb12's RIP in nested_vmcb02_prepare_control()",
+                         "neither a RIP parameter nor vmcb12")
+    return Nested(m.group(0), expr)
 
 
 def probe_cpufeature(text: str) -> Cpufeature:
@@ -170,8 +278,11 @@ def probe_cpufeature(text: str) -> Cpufeature:
                          f"it is taken by {taken[0]}")
     below = [(bit, d) for bit, d in word if bit < CPUID_BIT]
     anchor = max(below, key=lambda x: x[0])[1] if below else word[0][1]
+    # mkcapflags.sh of 6.1 names every flag unless its comment starts with "";
+    # newer ones name only flags whose comment starts with a quoted name.
+    unnamed = '"" ' if re.search(r'/\*\s*""', text) else ""
     return Cpufeature("X86_VIRT_FEATURE_BUS_LOCK_THRESHOLD", anchor.line,
-                      f"({CPUID_WORD}*32+{CPUID_BIT})")
+                      f"({CPUID_WORD}*32+{CPUID_BIT})", unnamed)
 
 
 def _intercept_enum(text: str) -> tuple[str, list[csource.EnumEntry]]:
@@ -317,6 +428,10 @@ def present_parts(tree: TreeReader) -> tuple[str, ...]:
         found.append("SVM exit handler (bus_lock_counter in svm.c)")
     if "bus_lock_counter" in (tree.read(NESTED_C) or ""):
         found.append("nested handling (bus_lock_counter in nested.c)")
+    if "cui_linear_rip" in (tree.read(KVM_HOST_H) or ""):
+        found.append("common user-exit RIP (cui_linear_rip in asm/kvm_host.h)")
+    if "bus_lock_rip" in (tree.read(KVM_SVM_H) or ""):
+        found.append("nested RIP tracking (bus_lock_rip in svm/svm.h)")
     for name in ("Makefile.kvm", "Makefile"):
         if TEST_NAME in (tree.read(f"{SELFTESTS}/{name}") or ""):
             found.append(f"selftest ({TEST_NAME} in {SELFTESTS}/{name})")
@@ -335,5 +450,7 @@ def facts_from_json(d: dict[str, Any]) -> Facts:
         exits=Exits(**d["exits"]),
         kvm=Kvm(**d["kvm"]),
         doc=Doc(**d["doc"]),
+        rip=Rip(**{**d["rip"], "uses": tuple((str(f), str(ln)) for f, ln in d["rip"]["uses"])}),
+        nested=Nested(**d["nested"]),
         present=tuple(d["present"]),
     )

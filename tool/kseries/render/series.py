@@ -88,7 +88,7 @@ def base_reader(base: Base) -> TreeAtCommit:
 
 def render(
     base: Base,
-    templates: Path,
+    series: Path,
     kselftest: Path,
     out_dir: Path,
     reporter: Reporter | None = None,
@@ -96,16 +96,17 @@ def render(
     version: int | None = None,
     rfc: bool | None = None,
 ) -> RenderedSeries:
-    """Render the series; ``version`` and ``rfc`` override the manifest's (a reroll)."""
+    """Render the series in directory ``series``; ``version`` and ``rfc`` override the
+    manifest's (a reroll)."""
     reporter = reporter or NullReporter()
-    manifest = load_manifest(templates)
+    manifest = load_manifest(series)
     if version is not None or rfc is not None:
         manifest = dataclasses.replace(
             manifest, version=manifest.version if version is None else version,
             rfc=manifest.rfc if rfc is None else rfc)
-    tpl = Templates(templates, kselftest)
+    tpl = Templates(series, kselftest)
     scratch = workspace.scratch_repo(base)
-    key = rendercache.inputs_key(base, templates, kselftest)
+    key = rendercache.inputs_key(base, series, kselftest)
     ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
     cached = rendercache.load(base, key, scratch)
     repo = git.Repo(scratch)

@@ -37,7 +37,8 @@ class Side:
 
 
 def of_series(series: RenderedSeries) -> Side:
-    return Side(series.base.label, series.repo, series.base.commit, series.tip)
+    return Side(f"{series.manifest.id} on {series.base.label}", series.repo, series.base.commit,
+                series.tip)
 
 
 def patch_files(directory: Path) -> list[Path]:
