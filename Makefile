@@ -49,10 +49,15 @@ typecheck:
 pytest:
 	$(VENV)/bin/pytest -ra
 
-# Regenerate the committed golden series in patches/ (one folder per pinned base).
+# Regenerate the committed golden series: patches/SERIES/BASE, for both
+# series and both pinned Debian bases.
+SERIES_NAMES := v2 merged
 patches: deps
-	$(KSERIES) render --base debian:6.12 -o patches/debian-6.12
-	$(KSERIES) render --base debian:6.1 -o patches/debian-6.1
+	for s in $(SERIES_NAMES); do \
+		for b in 6.12 6.1; do \
+			$(KSERIES) render --series $$s --base debian:$$b -o patches/$$s/debian-$$b || exit 1; \
+		done; \
+	done
 
 bench: deps
 	$(VENV)/bin/python bench/render

@@ -75,7 +75,7 @@ def test_diff_between_the_debian_bases_shows_the_adaptation(
 def test_range_diff_against_an_earlier_rendering_goes_into_the_cover(
         series_612: fx.rendering.RenderedSeries, tmp_path: Path) -> None:
     verdict.save(series_612.base, series_612.tip, {"status": verdict.PASS})
-    earlier = Path(__file__).resolve().parents[1] / "patches" / "debian-6.12"
+    earlier = Path(__file__).resolve().parents[1] / "patches" / "v2" / "debian-6.12"
     out = tmp_path / "outbox"
     assert main(["submit", "--base", "debian:6.12", "-v", "3", "-o", str(out),
                  "--range-diff-against", str(earlier)]) == 0

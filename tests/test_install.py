@@ -97,7 +97,7 @@ def test_installed_kseries_renders_v2_outside_the_checkout(
                           "-o", "out"], cwd=work, env=clean_env(), capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    golden = ROOT / "patches" / "debian-6.12"
+    golden = ROOT / "patches" / "v2" / "debian-6.12"
     want = sorted(p.name for p in golden.glob("*.patch"))
     got = sorted(p.name for p in (work / "out").glob("*.patch"))
     assert got == want and len(got) == 6

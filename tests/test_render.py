@@ -96,41 +96,60 @@ def test_unknown_debian_series(templates: Path) -> None:
         bases.resolve("debian:5.10", templates)
 
 
-def test_missing_anchor_names_file_anchor_fact(tmp_path: Path, v2: Path,
+SERIES = ["v2", "merged"]
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_missing_anchor_names_file_anchor_fact(tmp_path: Path, name: str,
                                                kselftest: Path, isolated_cache: Path) -> None:
     svm_c = FILES["arch/x86/kvm/svm/svm.c"].replace("INTERCEPT_RSM", "INTERCEPT_RSM_GONE")
     tree = make_tree(tmp_path / "linux", {"arch/x86/kvm/svm/svm.c": svm_c})
     with pytest.raises(KseriesError) as info:
-        render_tree(tree, v2, kselftest, tmp_path / "out")
+        render_tree(tree, TEMPLATES / "series" / name, kselftest, tmp_path / "out")
     msg = str(info.value)
     assert msg.startswith("arch/x86/kvm/svm/svm.c: anchor")
     assert "INTERCEPT_RSM" in msg and "the RSM intercept that init_vmcb() sets" in msg
 
 
-def test_template_error_is_reported(synthetic: Path, v2: Path, kselftest: Path,
+@pytest.mark.parametrize("name", SERIES)
+def test_template_error_is_reported(synthetic: Path, name: str, kselftest: Path,
                                     tmp_path: Path) -> None:
-    subprocess.run(["cp", "-r", str(v2.parent), str(tmp_path / "series")], check=True)
-    broken = tmp_path / "series" / "v2"
+    subprocess.run(["cp", "-r", str(TEMPLATES / "series"), str(tmp_path / "series")],
+                   check=True)
+    broken = tmp_path / "series" / name
     change = broken / "changes" / "cpuid-bit.toml.j2"
     change.write_text(change.read_text().replace("f.cpufeature.after", "f.cpufeature.nothere"))
-    with pytest.raises(KseriesError, match=r"v2/changes/cpuid-bit.toml.j2: .*nothere"):
+    with pytest.raises(KseriesError, match=rf"{name}/changes/cpuid-bit.toml.j2: .*nothere"):
         render_tree(synthetic, broken, kselftest, tmp_path / "out")
     change.write_text("{% if %}")
     with pytest.raises(KseriesError, match="template syntax error"):
         render_tree(synthetic, broken, kselftest, tmp_path / "out2")
 
 
-def test_base_with_the_feature_says_which_parts(synthetic: Path, v2: Path,
+PARTS = {
+    "v2": ("virt tag", "CPUID bit", "SVM definitions", "exit code", "SVM exit handler",
+           "nested handling", "selftest"),
+    "merged": ("CPUID bit", "SVM definitions", "exit code", "SVM exit handler",
+               "nested handling", "common user-exit RIP", "nested RIP tracking", "selftest"),
+}
+
+
+@pytest.mark.parametrize("made,name", [(a, b) for a in SERIES for b in SERIES])
+def test_base_with_the_feature_says_which_parts(synthetic: Path, made: str, name: str,
                                                 kselftest: Path, tmp_path: Path) -> None:
-    s = render_tree(synthetic, v2, kselftest, tmp_path / "out")
+    # A base that holds series `made` is refused by series `name`, naming each part.
+    s = render_tree(synthetic, TEMPLATES / "series" / made, kselftest, tmp_path / "out")
     applying.create_branch(s, "with-feature", repo=synthetic)
     with pytest.raises(KseriesError) as info:
-        render_tree(synthetic, v2, kselftest, tmp_path / "again", ref="with-feature")
+        render_tree(synthetic, TEMPLATES / "series" / name, kselftest, tmp_path / "again",
+                    ref="with-feature")
     msg = str(info.value)
     assert "already contains the feature" in msg
-    for part in ("virt tag", "CPUID bit", "SVM definitions", "exit code", "nested handling",
-                 "selftest"):
+    for part in PARTS[made]:
         assert part in msg
+    for part in set(PARTS["v2"]) ^ set(PARTS["merged"]):
+        assert (part in msg) == (part in PARTS[made])
+    v2 = TEMPLATES / "series" / name
     # only part of it: the CPUID bit alone
     cf = FILES["arch/x86/include/asm/cpufeatures.h"] + (
         "#define X86_FEATURE_BUS_LOCK_THRESHOLD\t(15*32+29) /* Bus lock threshold */\n")

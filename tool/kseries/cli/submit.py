@@ -60,9 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--series", action="append", default=[], metavar="NAME",
                    help="the old, then the new (e.g. --series v2 --series merged); once, "
                         "or not at all (v2), to compare one series on two bases")
-    d.add_argument("--creation-factor", type=int, default=100, metavar="N",
-                   help="git range-diff --creation-factor (default: 100: pair patches even "
-                        "when the adaptation changed much of them)")
+    d.add_argument("--creation-factor", type=int, metavar="N",
+                   help="git range-diff --creation-factor (default: 100 between bases, to "
+                        "pair patches even when the adaptation changed much of them; 80 "
+                        "between two series, which pairs the patches that kept their "
+                        "purpose and shows the others as dropped or new)")
     d.add_argument("--templates", type=Path, default=TEMPLATES,
                    help=argparse.SUPPRESS)
     d.set_defaults(func=cmd_diff)
@@ -185,6 +187,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                                 "or --series v2 --series merged")
     old_spec, new_spec = _pair(args.base, "debian:6.12", "--base")
     old_dir, new_dir = (series_dir(s) for s in _pair(args.series, DEFAULT_SERIES, "--series"))
+    factor = args.creation_factor or (80 if old_dir.resolve() != new_dir.resolve() else 100)
     reporter = ConsoleReporter()
     with tempfile.TemporaryDirectory(prefix="kseries-diff-") as tmp:
         if _is_rendering(new_spec):
@@ -192,11 +195,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
                                hint="put the earlier rendering (the directory) first")
         new = _render(new_spec, args.templates, new_dir, Path(tmp) / "new", reporter)
         if _is_rendering(old_spec):
-            label, text = rangediff.against(new, Path(old_spec),
-                                            creation_factor=args.creation_factor)
+            label, text = rangediff.against(new, Path(old_spec), creation_factor=factor)
         else:
             old = _render(old_spec, args.templates, old_dir, Path(tmp) / "old", reporter)
-            label, text = rangediff.against(new, old, creation_factor=args.creation_factor)
+            label, text = rangediff.against(new, old, creation_factor=factor)
     print(f"range-diff: {label} -> {rangediff.of_series(new).label}")
     print(text, end="")
     return 0

@@ -25,7 +25,7 @@ from kseries.render import cache as rendercache
 from kseries.render.edits import apply
 from kseries.render.manifest import Manifest, Patch
 from kseries.render.manifest import load as load_manifest
-from kseries.render.probe import Facts, probe
+from kseries.render.probe import Facts, present_parts, probe
 from kseries.render.templating import Templates
 
 # git must not read the user's configuration: output depends on the inputs only.
@@ -133,12 +133,15 @@ def _render_commits(
     base_tree = bytes(repo.commit(base.commit).tree.binsha)
     reporter.start("render", f"probing {base.describe}")
     reader = TreeAtCommit(writer, base_tree)
-    facts = probe(reader)
-    if facts.present:
+    # Before the probe: a base with part of the feature may lack what the probe
+    # reads (the merged design removes pio.linear_rip), and that is not the news.
+    present = present_parts(reader)
+    if present:
         raise KseriesError(
-            f"base {base.label} already contains the feature: " + "; ".join(facts.present),
+            f"base {base.label} already contains the feature: " + "; ".join(present),
             hint="render against a base without it (it is upstream since 6.16)",
         )
+    facts = probe(reader)
     return _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter, reader), facts
 
 
