@@ -188,7 +188,7 @@ def test_linear_rip_helpers_declared_in_x86_h(derived: Derived, tmp_path: Path,
              "bool kvm_is_linear_rip(struct kvm_vcpu *vcpu, unsigned long linear_rip);\n")
     derived.edit("arch/x86/include/asm/kvm_host.h", decls, "")
     derived.write("arch/x86/kvm/x86.h", derived.read("arch/x86/kvm/x86.h") + decls)
-    s, text = render_derived(derived, tmp_path, series)
+    s, _ = render_derived(derived, tmp_path, series)
     assert s.facts.rip.declared_in == "arch/x86/kvm/x86.h"
     git_am_applies(s, tmp_path)
 
