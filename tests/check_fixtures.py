@@ -48,8 +48,16 @@ def kselftest_dir(tmp: Path) -> Path:
     return copy
 
 
-def rendered(base: bases.Base, tmp: Path) -> render.RenderedSeries:
-    return render.render(base, TEMPLATES / "series" / "v2", kselftest_dir(tmp), tmp / "rendered")
+def rendered(base: bases.Base, tmp: Path, series: str = "v2") -> render.RenderedSeries:
+    return render.render(base, TEMPLATES / "series" / series, kselftest_dir(tmp),
+                         tmp / "rendered")
+
+
+def series_of(patches: Path) -> str:
+    """The shipped series whose subjects a directory of patches (or an mbox) carries."""
+    text = (patches.read_text() if patches.is_file()
+            else "".join(p.read_text() for p in sorted(patches.glob("*.patch"))))
+    return "merged" if "Subject: [PATCH v5" in text else "v2"
 
 
 def copy_series(series: render.RenderedSeries, dest: Path) -> Path:
@@ -84,9 +92,12 @@ def add_headers(path: Path, headers: str) -> None:
 
 def check(
     base: bases.Base, series: Path | None, names: Sequence[str], tmp: Path,
+    own: str = "v2",
 ) -> Report:
+    """Check the patches in ``series``, or (None) the series ``own`` rendered for ``base``."""
     work = tmp / f"work-{len(list(tmp.glob('work-*')))}"
-    ctx = checklist.prepare(base, TEMPLATES, TEMPLATES / "series" / "v2", kselftest_dir(tmp),
+    name = series_of(series) if series is not None else own
+    ctx = checklist.prepare(base, TEMPLATES, TEMPLATES / "series" / name, kselftest_dir(tmp),
                             series, work,
                             out_dir=tmp / "default-out")
     return checklist.run(ctx, names, default=series is None)

@@ -6,6 +6,7 @@ tested in test_build_checks.py."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,9 +42,11 @@ def base() -> Base:
     return debian("6.12")
 
 
-@pytest.fixture(scope="module")
-def series612(base: Base, tmp_path_factory: pytest.TempPathFactory) -> render.RenderedSeries:
-    return rendered(base, tmp_path_factory.mktemp("render612"))
+@pytest.fixture(scope="module", params=["v2", "merged"])
+def series612(base: Base, tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest) -> render.RenderedSeries:
+    """Each series rendered for 6.12: every error case runs for both."""
+    return rendered(base, tmp_path_factory.mktemp(f"render612-{request.param}"), request.param)
 
 
 @pytest.fixture
@@ -53,9 +56,10 @@ def broken(series612: render.RenderedSeries, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("version", ["6.12", "6.1"])
-def test_clean_series_passes_fast_checks(version: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["v2", "merged"])
+def test_clean_series_passes_fast_checks(name: str, version: str, tmp_path: Path) -> None:
     base = debian(version)
-    report = check(base, None, FAST, tmp_path)
+    report = check(base, None, FAST, tmp_path, own=name)
     assert report.own
     assert [c for c in report.cells if c.status in (FAIL, "ERROR")] == []
     assert report.status == "pass" and report.exit_code == 0
@@ -128,22 +132,35 @@ def test_co_developed_by_without_its_signed_off_by(
     assert any("does not sign last" in d for d in cell.details)  # the sender is Manali
 
 
+def diffstat_line(path: Path, file: str) -> tuple[str, int] | None:
+    """The diffstat line of ``file`` in a mail, and the count it gives."""
+    m = re.search(rf"^ {re.escape(file)}\s+\|\s+(\d+) .*$", path.read_text(), re.M)
+    return (m.group(0), int(m.group(1))) if m else None
+
+
 def test_diffstat_that_lies(base: Base, broken: Path, tmp_path: Path) -> None:
     cover = patch_file(broken, 0)
-    edit(cover, " arch/x86/kvm/svm/svm.c                        |  24 ++",
-         " arch/x86/kvm/svm/svm.c                        |  25 ++")
-    edit(cover, " arch/x86/kvm/svm/nested.c                     |  12 +\n", "")
+    found = diffstat_line(cover, "arch/x86/kvm/svm/svm.c")
+    assert found
+    line, n = found
+    edit(cover, line, line.replace(f"| {n:3d} ", f"| {n + 1:3d} "))
+    nested = diffstat_line(cover, "arch/x86/kvm/svm/nested.c")
+    assert nested
+    edit(cover, nested[0] + "\n", "")
     report = check(base, broken, ["shape", "applies"], tmp_path)
     problems = [d for c in cells(report, "shape", FAIL) for d in c.details]
-    assert "diffstat says 25 lines for arch/x86/kvm/svm/svm.c, the patches change 24" \
+    assert f"diffstat says {n + 1} lines for arch/x86/kvm/svm/svm.c, the patches change {n}" \
         in problems
     assert "diffstat misses arch/x86/kvm/svm/nested.c" in problems
     assert all(c.row == 0 for c in cells(report, "shape", FAIL))
 
 
-def test_shortlog_and_base_commit(base: Base, broken: Path, tmp_path: Path) -> None:
+def test_shortlog_and_base_commit(base: Base, broken: Path, series612: render.RenderedSeries,
+                                  tmp_path: Path) -> None:
     cover = patch_file(broken, 0)
-    edit(cover, "  KVM: SVM: Enable Bus lock threshold exit\n", "  KVM: SVM: Something else\n")
+    nikunj = series612.manifest.patches[2]  # patch 3 is Nikunj's in both series
+    assert nikunj.author.name == "Nikunj A Dadhania"
+    edit(cover, f"  {nikunj.subject}\n", "  KVM: SVM: Something else\n")
     edit(cover, f"base-commit: {base.commit}", "base-commit: " + "1" * 40)
     report = check(base, broken, ["shape"], tmp_path)
     reasons = [d for c in cells(report, "shape", FAIL) for d in c.details or (c.reason,)]
@@ -151,13 +168,16 @@ def test_shortlog_and_base_commit(base: Base, broken: Path, tmp_path: Path) -> N
     assert any(r.startswith("base-commit 111111111111 is not the base") for r in reasons)
 
 
-def test_wrong_numbering(base: Base, broken: Path, tmp_path: Path) -> None:
-    edit(patch_file(broken, 4), "[RFC PATCH v2 4/5]", "[RFC PATCH v2 4/6]")
-    edit(patch_file(broken, 5), "[RFC PATCH v2 5/5]", "[PATCH v2 5/5]")
+def test_wrong_numbering(base: Base, broken: Path, series612: render.RenderedSeries,
+                         tmp_path: Path) -> None:
+    prefix = series612.manifest.prefix  # "RFC PATCH v2" or "PATCH v5"
+    other = prefix.removeprefix("RFC ") if prefix.startswith("RFC ") else f"RFC {prefix}"
+    edit(patch_file(broken, 4), f"[{prefix} 4/5]", f"[{prefix} 4/6]")
+    edit(patch_file(broken, 5), f"[{prefix} 5/5]", f"[{other} 5/5]")
     report = check(base, broken, ["shape"], tmp_path)
     four, five = report.cell("shape", 4), report.cell("shape", 5)
     assert four is not None and four.status == FAIL and "numbered 4/6" in four.reason
-    assert five is not None and five.status == FAIL and "[PATCH v2]" in five.reason
+    assert five is not None and five.status == FAIL and f"[{other}]" in five.reason
     assert report.cell("shape", 3).status == PASS  # type: ignore[union-attr]
 
 
@@ -289,12 +309,18 @@ def test_prefix_learned_from_a_git_base_history(tmp_path: Path) -> None:
 
 
 def test_patch_diffstat_that_lies(base: Base, broken: Path, tmp_path: Path) -> None:
-    edit(patch_file(broken, 3), " arch/x86/kvm/svm/svm.c          | 24 +++",
-         " arch/x86/kvm/svm/svm.c          | 20 +++")
+    # the first patch that touches svm.c (3 in v2, 4 in merged)
+    row = next(r for r in range(1, 6)
+               if diffstat_line(patch_file(broken, r), "arch/x86/kvm/svm/svm.c"))
+    found = diffstat_line(patch_file(broken, row), "arch/x86/kvm/svm/svm.c")
+    assert found
+    line, n = found
+    edit(patch_file(broken, row), line, line.replace(f"| {n} ", f"| {n - 4} "))
     report = check(base, broken, ["shape"], tmp_path)
-    cell = report.cell("shape", 3)
+    cell = report.cell("shape", row)
     assert cell is not None and cell.status == FAIL
-    assert cell.reason == "diffstat says 20 lines for arch/x86/kvm/svm/svm.c, the diff changes 24"
+    assert cell.reason == (f"diffstat says {n - 4} lines for arch/x86/kvm/svm/svm.c, "
+                           f"the diff changes {n}")
     assert report.cell("shape", 2).status == PASS  # type: ignore[union-attr]
 
 
@@ -307,8 +333,10 @@ def test_unfilled_cover_letter(base: Base, broken: Path, tmp_path: Path) -> None
 def test_applies_recovers_from_a_git_am_left_half_done(
     base: Base, broken: Path, series612: render.RenderedSeries, tmp_path: Path,
 ) -> None:
-    edit(patch_file(broken, 1), " \techo \"#ifdef CONFIG_X86_VMX_FEATURE_NAMES\"",
-         " \techo \"#ifdef CONFIG_X86_VMX_FEATURE_NAMEZ\"")
+    one = patch_file(broken, 1)
+    context_line = re.search(r"^@@.*\n( .+)$", one.read_text(), re.M)
+    assert context_line  # the first context line of the first hunk, made not to match
+    edit(one, context_line.group(1), context_line.group(1) + " /* not in the base */")
     with context.tree_lock(base):
         tree = workspace.checkout(base, base.commit, context.TREE_NAME)
         env = {"GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@x", "GIT_AUTHOR_NAME": "T",
