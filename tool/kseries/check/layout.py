@@ -20,7 +20,15 @@ from kseries.check import bisect
 from kseries.check.context import Context
 from kseries.check.report import FAIL, PASS, Cell
 from kseries.errors import KseriesError
-from kseries.render.probe import CPUID_BIT, CPUID_WORD, EXIT_CODE, INTERCEPT_BIT, INTERCEPT_WORD
+from kseries.render import csource
+from kseries.render.probe import (
+    CPUFEATURES,
+    CPUID_BIT,
+    CPUID_WORD,
+    EXIT_CODE,
+    INTERCEPT_BIT,
+    INTERCEPT_WORD,
+)
 
 COUNTER_OFFSET = 0x120
 
@@ -39,6 +47,15 @@ int kseries_intercept = INTERCEPT_BUSLOCK;
 int kseries_exit_code = SVM_EXIT_BUS_LOCK;
 int kseries_cpuid_bit = {feature};
 """
+
+
+def cpuid_macro(cpufeatures_h: str) -> str:
+    """The macro the series defines for the bit (each series names it its own way)."""
+    for d in csource.defines(cpufeatures_h, "X86_"):
+        if re.fullmatch(rf"\(\s*{CPUID_WORD}\s*\*\s*32\s*\+\s*{CPUID_BIT}\s*\)", d.value):
+            return d.name
+    raise KseriesError(f"{CPUFEATURES} at the tip defines no macro for word {CPUID_WORD}, "
+                       f"bit {CPUID_BIT}")
 
 
 @dataclass(frozen=True)
@@ -78,15 +95,13 @@ def parse_gdb(text: str, symbols: tuple[str, ...]) -> Layout:
 
 def check(ctx: Context) -> Iterator[Cell]:
     profile = profiles.load_profile(ctx.templates, bisect.PROFILE)
-    feature = "X86_VIRT_FEATURE_BUS_LOCK_THRESHOLD"
-    if ctx.rendered is not None:
-        feature = ctx.rendered.facts.cpufeature.name
     symbols = ("kseries_intercept", "kseries_exit_code", "kseries_cpuid_bit")
     try:
         ctx.reporter.update("layout: compiling on the base and at the tip")
         build = kbuild.open_build(ctx.base, profile, ctx.base.commit, reporter=ctx.reporter)
         before = measure(build, BASE_SOURCE, "base", ())
         kbuild.move(build, ctx.tip)
+        feature = cpuid_macro((build.src / CPUFEATURES).read_text())
         after = measure(build, SERIES_SOURCE.format(feature=feature), "tip", symbols)
     except KseriesError as exc:
         yield Cell("layout", 0, FAIL, str(exc))
