@@ -13,6 +13,7 @@ without a build.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 
@@ -62,6 +63,7 @@ def check(ctx: Context) -> Iterator[Cell]:
             yield Cell("build", row, PASS, "nothing kbuild compiles")
             continue
         ctx.reporter.update(f"patch {row}: make {' '.join(targets)}")
+        t0 = time.monotonic()
         try:
             if build is None:
                 build = kbuild.open_build(ctx.base, profile, commit, reporter=ctx.reporter)
@@ -72,7 +74,8 @@ def check(ctx: Context) -> Iterator[Cell]:
             yield Cell("build", row, FAIL, str(exc))
             continue
         if res.ok:
-            yield Cell("build", row, PASS, f"{PROFILE}: {' '.join(targets)}")
+            took = time.monotonic() - t0  # the move and make, as this patch cost them
+            yield Cell("build", row, PASS, f"{PROFILE}: {' '.join(targets)} in {took:.1f}s")
         else:
             lines = proc.key_lines(res.stdout)
             first = lines[0] if lines else ""
