@@ -129,6 +129,11 @@ def run(ctx: Context, names: Sequence[str], *, default: bool = False) -> Report:
             found = [c for c in report.cells if c.check == name]
             bad = [c for c in found if c.status not in (PASS, SKIP)]
             ctx.reporter.finish(report.worst(name), bad[0].reason if bad else "")
+    if "shape" not in names and any(m.damage for m in ctx.series.patches):
+        # A damaged patch is a finding whichever checks were chosen.
+        report.checks.append("shape")
+        for cell in conventions.damaged(ctx):
+            report.add(cell)
     if ctx.rendered is not None and ctx.tip and ctx.tip != ctx.rendered.tip:
         report.add(Cell("applies", 0, WARN, f"git am of the patch files gives "
                         f"{ctx.tip[:12]}, not the rendered {ctx.rendered.tip[:12]}"))

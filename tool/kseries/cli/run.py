@@ -19,7 +19,7 @@ from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST, TEMPLATES
 from kseries.cli.ui import interactive
 from kseries.errors import KseriesError
-from kseries.run import harness, initramfs, inventory, lava, results
+from kseries.run import harness, initramfs, inventory, lava, qemu, results
 from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
@@ -197,6 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out: Path = args.output
     if args.lava:
         return _write_lava(args, inv, hosts, tests, out)
+    for flag in ("kernel", "baseline_kernel"):  # before any QEMU starts
+        if getattr(args, flag) is not None:
+            qemu.check_bzimage(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.kernel is None and any(h.transport == "qemu" for h in hosts):
         raise KseriesError(f"no kernel for the qemu hosts (base {args.base})",
                            hint="pass --kernel BZIMAGE (the vm profile of kseries build) "
