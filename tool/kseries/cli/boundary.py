@@ -110,9 +110,9 @@ def describe(exc: BaseException) -> str:
         stderr = _one_line(str(exc.stderr or "").replace("stderr:", "").strip(" '"))
         return (f"{words} failed (exit {exc.status})" + (f": {stderr}" if stderr else "")
                 + "; rerun with -v for the traceback")
-    if isinstance(exc, git.exc.GitError | git.exc.ODBError):
-        return (f"git: {type(exc).__name__}: {_one_line(str(exc))}{_in(_path_in(tb))}"
-                "; rerun with -v for the traceback")
+    if isinstance(exc, git.exc.GitError | git.exc.ODBError) or _raised_in_gitpython(tb):
+        return (f"git: {_one_line(str(exc))}{_in(_repo_in(tb) or _path_in(tb))}; "
+                "is a repository damaged (git fsck)? rerun with -v for the traceback")
     if isinstance(exc, tomllib.TOMLDecodeError):
         return (f"cannot parse the TOML file {_path_in(tb) or '(unknown)'}: "
                 f"{_one_line(str(exc))}; fix that file")
@@ -167,6 +167,22 @@ def _path_in(tb: TracebackType | None) -> str | None:
             value = frame.f_locals.get(name)
             if isinstance(value, PurePath):
                 return str(value)
+    return None
+
+
+def _raised_in_gitpython(tb: TracebackType | None) -> bool:
+    frames = _frames(tb)
+    module = str(frames[0].f_globals.get("__name__", "")) if frames else ""
+    return module.split(".")[0] in ("git", "gitdb")
+
+
+def _repo_in(tb: TracebackType | None) -> str | None:
+    """The git directory of the innermost GitPython repository in the traceback's frames."""
+    for frame in _frames(tb):
+        for value in frame.f_locals.values():
+            repo = value if isinstance(value, git.Repo) else getattr(value, "repo", None)
+            if isinstance(repo, git.Repo):
+                return str(repo.git_dir)
     return None
 
 
