@@ -42,7 +42,7 @@ GET_MAINTAINER = f"""\
 #!/usr/bin/perl
 # Stand-in for get_maintainer.pl: the KVM list and one maintainer; it can be made to wait.
 if ($ENV{{{PAUSE}}}) {{
-    open(my $fh, '>', $ENV{{{PAUSE}}}); print $fh "$$\\n"; close($fh); sleep({SLEEP});
+    open(my $fh, '>>', $ENV{{{PAUSE}}}); print $fh "$$\\n"; close($fh); sleep({SLEEP});
 }}
 print "Paolo Bonzini <pbonzini\\@redhat.com> (maintainer:KERNEL VIRTUAL MACHINE (KVM))\\n";
 print "kvm\\@vger.kernel.org (open list:KERNEL VIRTUAL MACHINE (KVM))\\n";
@@ -65,7 +65,7 @@ defconfig:
 olddefconfig:
 \t@true
 arch/x86/kvm/ arch/x86/kernel/cpu/:
-\t@if [ -n "$${PAUSE}" ]; then echo $$$$ > "$${PAUSE}"; sleep {SLEEP}; fi
+\t@if [ -n "$${PAUSE}" ]; then echo $$$$ >> "$${PAUSE}"; sleep {SLEEP}; fi
 \tmkdir -p $(O)/$@ && echo built > $(O)/$@built.o
 """
 
@@ -86,7 +86,7 @@ def git_wrapper(directory: Path, word: str) -> Path:
     wrapper.write_text(
         "#!/bin/sh\n"
         f'case " $* " in *" {word} "*) if [ -n "${PAUSE}" ]; then '
-        f'echo $$ > "${PAUSE}"; sleep {SLEEP}; fi;; esac\n'
+        f'echo $$ >> "${PAUSE}"; sleep {SLEEP}; fi;; esac\n'
         f'exec {real} "$@"\n')
     wrapper.chmod(0o755)
     return directory
@@ -141,9 +141,13 @@ class Started:
                                       stderr=e, stdin=subprocess.DEVNULL,
                                       start_new_session=True)
 
-    def interrupt(self) -> None:
-        """Ctrl-C: SIGINT to the run's foreground process group."""
-        os.killpg(self.p.pid, signal.SIGINT)
+    def interrupt(self, group: bool = True) -> None:
+        """Ctrl-C: SIGINT to the run's process group (as a terminal sends it), or only to
+        kseries (as `kill -INT PID` does)."""
+        if group:
+            os.killpg(self.p.pid, signal.SIGINT)
+        else:
+            os.kill(self.p.pid, signal.SIGINT)
 
     def wait(self, timeout: float = 600) -> tuple[int, str, str]:
         try:
@@ -212,7 +216,7 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def paused_pid(pause: Path) -> int:
-    """The pid a paused stand-in wrote (it is sleeping from then on)."""
-    text = pause.read_text().strip() if pause.exists() else ""
-    return int(text) if text.isdigit() else 0
+def paused_pids(pause: Path) -> list[int]:
+    """The pids the paused stand-ins wrote (each sleeps from then on)."""
+    text = pause.read_text() if pause.exists() else ""
+    return [int(w) for w in text.split() if w.isdigit()]
