@@ -163,9 +163,11 @@ def _signal_group(pgid: int, sig: int) -> None:
 def _stop(child: subprocess.Popen[Any]) -> None:
     """SIGTERM to the command's group, SIGKILL after GRACE; then nothing of it runs."""
     _signal_group(child.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=GRACE)
-    _signal_group(child.pid, signal.SIGKILL)
+    try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=GRACE)
+    finally:  # also when a second Ctrl-C cuts the grace short
+        _signal_group(child.pid, signal.SIGKILL)
     child.wait()
 
 

@@ -29,6 +29,7 @@ import yaml
 
 from kseries import proc
 from kseries.base.cache import cache_root
+from kseries.cli.ui import stop_drawing
 from kseries.errors import KseriesError
 
 INTERRUPTED = 130
@@ -60,8 +61,11 @@ _WHAT_TO_DO = {
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed subcommand: its handler's exit code, or the error's."""
     try:
-        with _interruptible():
-            code: int = args.func(args)
+        try:
+            with _interruptible():
+                code: int = args.func(args)
+        finally:
+            stop_drawing()
         return code
     except KseriesError as exc:
         print(f"kseries: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -17,7 +17,7 @@ from rich.text import Text
 from kseries.base import bases
 from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST, TEMPLATES
-from kseries.cli.ui import interactive
+from kseries.cli.ui import done, drawn, interactive
 from kseries.errors import KseriesError
 from kseries.run import harness, initramfs, inventory, lava, qemu, results
 from kseries.run.qemu import Accel
@@ -118,7 +118,7 @@ class HostBoard:
         self.title = f"{step}: {detail}"
         if self.live_mode and self.live is None:
             self.live = Live(self._table(), console=self.console, refresh_per_second=4)
-            self.live.start()
+            drawn(self.live)
         elif not self.live_mode:
             self.console.print(f"[{step}] {detail}", markup=False)
 
@@ -137,7 +137,7 @@ class HostBoard:
     def finish(self, status: str, detail: str = "") -> None:
         if self.live is not None:
             self._refresh()
-            self.live.stop()
+            done(self.live)
             self.live = None
         secs = int(time.monotonic() - self.t0)
         self.console.print(f"[run] {status} ({secs // 60}:{secs % 60:02d}) {detail}",
