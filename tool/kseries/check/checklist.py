@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from kseries.base import workspace
 from kseries.base.bases import Base
 from kseries.check import (
     applies,
@@ -84,8 +85,11 @@ def prepare(
     work.mkdir(parents=True, exist_ok=True)
     wanted = load_manifest(templates)
     if series_path is None:
-        fresh = rendering.render(base, templates, kselftest, out_dir or work / "rendered", reporter)
-        mails = mailbox.read_files(fresh.files, source=f"rendered for {base.label}")
+        # Read the files under the render's lock: another run may render into out_dir next.
+        with workspace.writing(base):
+            fresh = rendering.render(base, templates, kselftest, out_dir or work / "rendered",
+                                     reporter)
+            mails = mailbox.read_files(fresh.files, source=f"rendered for {base.label}")
         return Context(base, mails, templates, work, reporter, wanted, fresh)
     reporter.start("read", str(series_path))
     mails = mailbox.read(series_path)
