@@ -137,7 +137,11 @@ def test_errors_name_the_input(tmp_path: Path) -> None:
     (tmp_path / "x.patch").write_text("just text\n")
     with pytest.raises(KseriesError, match="not a mail"):
         mailbox.read(tmp_path / "x.patch")
+    good = tmp_path / "good" / "x.patch"
+    good.parent.mkdir()
+    good.write_text(mail("[PATCH] x86: fine"))
     (tmp_path / "x.patch").write_text(mail("[PATCH] x86: broken", diff=DIFF.replace(
         "@@ -1,3 +1,4 @@", "@@ -1,30 +1,4 @@")))
-    with pytest.raises(KseriesError, match="cannot parse the diff"):
-        mailbox.read(tmp_path / "x.patch")
+    broken = mailbox.read(tmp_path / "x.patch").patches[0]  # a finding for the checks
+    assert broken.damage.startswith("cannot parse the diff (")
+    assert [f.path for f in broken.files] == [f.path for f in mailbox.read(good).patches[0].files]

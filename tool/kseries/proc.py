@@ -2,21 +2,38 @@
 
 Every call is logged (argv, cwd, exit status). On failure the error names the
 command, shows the first error lines and the path of the full log.
+
+Each command runs in a process group of its own, with no terminal input, so
+that stopping it stops everything it started (make's jobs, QEMU): at a timeout,
+and when kseries is interrupted. ``stop_all`` (the CLI calls it on Ctrl-C)
+sends SIGTERM to every running command's group, SIGKILL to what is left after
+``GRACE`` seconds, and makes every later ``run`` raise KeyboardInterrupt, so
+that threads running commands (the harness's hosts) stop too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from kseries.errors import KseriesError
 
 log = logging.getLogger("kseries.proc")
+
+GRACE = 5.0  # seconds a stopped command has to clean up (make removes half-made targets)
+
+_live: dict[int, subprocess.Popen[Any]] = {}  # pid (= process group) -> running command
+_live_lock = threading.RLock()  # re-entrant: stop_all runs in a signal handler
+_stopping = threading.Event()
 
 _ERROR_LINE = re.compile(r"(error|Error|ERROR|fatal|undefined reference|No such file|\*\*\*)")
 
@@ -69,19 +86,15 @@ def run(
             with log_to.open("a", encoding="utf-8", errors="replace") as fh:
                 fh.write(f"$ {' '.join(args)}\n")
                 fh.flush()
-                cp = subprocess.run(
-                    args, cwd=cwd, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
-                    input=input, text=True, timeout=timeout, check=False,
-                )
+                code, _, _ = _communicate(args, cwd, full_env, input, timeout, fh, fh)
             out = _tail(log_to)
             err = ""
         else:
-            cp = subprocess.run(
-                args, cwd=cwd, env=full_env, capture_output=True, input=input,
-                text=True, errors="replace", timeout=timeout, check=False,
-            )
-            out, err = cp.stdout, cp.stderr
+            code, out, err = _communicate(args, cwd, full_env, input, timeout,
+                                          subprocess.PIPE, subprocess.PIPE)
     except FileNotFoundError as exc:
+        if exc.filename not in (args[0], None):
+            raise  # cwd or a log file, not the command
         raise KseriesError(
             f"{args[0]}: command not found", hint="install it (make deps does) and retry"
         ) from exc
@@ -90,11 +103,101 @@ def run(
             f"{what or args[0]} timed out after {timeout:.0f}s",
             hint=f"full log: {log_to}" if log_to else "",
         ) from exc
-    result = Result(args, cp.returncode, out, err, log_to)
-    log.debug("exit %d: %s", cp.returncode, args[0])
-    if check and cp.returncode != 0:
+    result = Result(args, code, out, err, log_to)
+    log.debug("exit %d: %s", code, args[0])
+    if check and code != 0:
         raise failure(result, what)
     return result
+
+
+def _communicate(
+    args: tuple[str, ...], cwd: Path | None, env: Mapping[str, str], input: str | None,
+    timeout: float | None, stdout: int | IO[str], stderr: int | IO[str],
+) -> tuple[int, str, str]:
+    """Run a command in its own process group; (exit status, stdout, stderr)."""
+    child = _start(args, cwd=cwd, env=env, text=True, errors="replace",
+                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                   stdout=stdout, stderr=stderr)
+    with child:
+        try:
+            out, err = child.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise
+        except BaseException:  # KeyboardInterrupt: stop it and what it started
+            _stop(child)
+            raise
+        finally:
+            _forget(child)
+    _after(child)
+    return child.returncode, out or "", err or ""
+
+
+def _start(args: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+    with _live_lock:
+        if _stopping.is_set():
+            raise KeyboardInterrupt  # interrupted: start nothing new
+        child: subprocess.Popen[Any] = subprocess.Popen(args, process_group=0, **kw)
+        _live[child.pid] = child
+    return child
+
+
+def _forget(child: subprocess.Popen[Any]) -> None:
+    with _live_lock:
+        _live.pop(child.pid, None)
+
+
+def _after(child: subprocess.Popen[Any]) -> None:
+    """A command that ended because kseries was interrupted: its result means nothing."""
+    if _stopping.is_set():
+        _signal_group(child.pid, signal.SIGKILL)
+        raise KeyboardInterrupt
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _stop(child: subprocess.Popen[Any]) -> None:
+    """SIGTERM to the command's group, SIGKILL after GRACE; then nothing of it runs."""
+    _signal_group(child.pid, signal.SIGTERM)
+    try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=GRACE)
+    finally:  # also when a second Ctrl-C cuts the grace short
+        _signal_group(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def stop_all() -> None:
+    """Stop every running command (kseries was interrupted); start no new one.
+
+    Safe to call from a signal handler: it only sends signals, and leaves waiting
+    to the threads that run the commands (SIGKILL follows after GRACE seconds).
+    """
+    _stopping.set()
+    with _live_lock:
+        groups = list(_live)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    if groups:
+        timer = threading.Timer(GRACE, _kill_left)
+        timer.daemon = True
+        timer.start()
+
+
+def _kill_left() -> None:
+    with _live_lock:
+        groups = list(_live)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def stopping() -> bool:
+    """Whether stop_all was called: kseries is being interrupted."""
+    return _stopping.is_set()
 
 
 def feed(
@@ -111,20 +214,23 @@ def feed(
     if env:
         full_env.update(env)
     log.debug("feed %s (cwd=%s)", " ".join(args), cwd or ".")
-    with subprocess.Popen(
-        args, cwd=cwd, env=full_env, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    ) as child:
+    child = _start(args, cwd=cwd, env=full_env, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with child:
         assert child.stdin is not None
         try:
-            for chunk in chunks:
-                child.stdin.write(chunk)
-            child.stdin.close()
-        except BrokenPipeError:
-            pass
-        out = child.stdout.read() if child.stdout else b""
-        err = child.stderr.read() if child.stderr else b""
-        child.wait()
+            try:
+                for chunk in chunks:
+                    child.stdin.write(chunk)
+            except BrokenPipeError:
+                pass  # it stopped reading: its exit status and stderr say why
+            out, err = child.communicate()  # closes its stdin
+        except BaseException:  # KeyboardInterrupt, or the chunks' own error
+            _stop(child)
+            raise
+        finally:
+            _forget(child)
+    _after(child)
     result = Result(
         args, child.returncode, out.decode(errors="replace"), err.decode(errors="replace"), None
     )

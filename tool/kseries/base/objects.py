@@ -9,12 +9,13 @@ spawns no process per file, and reads each tree and blob once.
 from __future__ import annotations
 
 import hashlib
-import os
 import zlib
 from datetime import datetime
 from pathlib import Path
 
 import git
+
+from kseries.base.cache import write_atomic
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
@@ -79,10 +80,7 @@ class ObjectWriter:
         hexsha = sha.hex()
         path = self.objects / hexsha[:2] / hexsha[2:]
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{hexsha[2:]}.{os.getpid()}.tmp")
-            tmp.write_bytes(zlib.compress(raw, 1))
-            tmp.replace(path)
+            write_atomic(path, zlib.compress(raw, 1))
         return sha
 
     def write_tree(self, base_tree: bytes, files: dict[str, bytes]) -> bytes:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kseries.base.bases import Base
-from kseries.base.cache import cache_root
+from kseries.base.cache import cache_root, write_atomic
 from kseries.build import kbuild, profiles
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter, Reporter
@@ -40,8 +40,7 @@ def record_path(base: Base, profile: str, patched: bool, series: str) -> Path:
 
 def save(base: Base, a: Artifacts, series: str) -> Path:
     path = record_path(base, a.profile, a.patched, series)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(a.to_json(), indent=2) + "\n")
+    write_atomic(path, json.dumps(a.to_json(), indent=2) + "\n")
     return path
 
 
@@ -83,17 +82,18 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
     names = tuple(dict.fromkeys((*smoke, *([TEST_NAME] if patched else []))))
     what = f"at {commit[:12]}" if patched else "(unpatched)"
     reporter.start("build", f"{profile.name} for {base.describe} {what}")
-    b = kbuild.open_build(base, profile, commit, variant="" if patched else "base",
-                          reporter=reporter)
-    kbuild.move(b, commit)
-    reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
-    kbuild.make(b, *profile.targets, log="build")
-    reporter.update(f"selftests: {', '.join(names)}")
-    tests = kbuild.build_selftests(b, test_dir, names)
-    kernel = b.out / "arch/x86/boot/bzImage"
-    result = Artifacts(profile.name, commit, patched, kernel if kernel.exists() else None,
-                       tests.binaries, b.out)
-    save(base, result, series_id)
+    variant = "" if patched else "base"
+    with kbuild.locked(base, profile.name, variant):
+        b = kbuild.open_build(base, profile, commit, variant=variant, reporter=reporter)
+        kbuild.move(b, commit)
+        reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
+        kbuild.make(b, *profile.targets, log="build")
+        reporter.update(f"selftests: {', '.join(names)}")
+        tests = kbuild.build_selftests(b, test_dir, names)
+        kernel = b.out / "arch/x86/boot/bzImage"
+        result = Artifacts(profile.name, commit, patched, kernel if kernel.exists() else None,
+                           tests.binaries, b.out)
+        save(base, result, series_id)
     reporter.finish("DONE", f"{len(tests.binaries)} selftests"
                     + (f", {len(tests.warnings)} warnings" if tests.warnings else ""))
     return result

@@ -5,19 +5,25 @@ scratch repository): kbuild's dependency files name source paths, so moving
 that worktree between commits and running make rebuilds exactly what the
 move changed. ccache sits under the kseries cache; the compiler command line
 is the same on every run so a warm directory stays warm.
+
+One run at a time uses a build directory and its worktree (``locked``); an
+interrupted make removes the target it was writing, so the directory stays warm
+and whole for the next run.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from kseries import proc
 from kseries.base import workspace
 from kseries.base.bases import Base
-from kseries.base.cache import cache_root
+from kseries.base.cache import cache_root, file_lock, write_atomic
 from kseries.build import profiles
 from kseries.build.profiles import Profile
 from kseries.errors import KseriesError
@@ -40,7 +46,19 @@ class Build:
 
 
 def build_dir_of(base: Base, profile: Profile, variant: str = "") -> Path:
-    return cache_root() / "build" / base.key / (profile.name + (f"-{variant}" if variant else ""))
+    return _build_dir(base, profile.name, variant)
+
+
+def _build_dir(base: Base, profile: str, variant: str) -> Path:
+    return cache_root() / "build" / base.key / (profile + (f"-{variant}" if variant else ""))
+
+
+@contextmanager
+def locked(base: Base, profile: str, variant: str = "") -> Iterator[None]:
+    """Use the build directory of ``profile`` (and its worktree) alone while this lasts."""
+    d = _build_dir(base, profile, variant)
+    with file_lock(d.with_name(d.name + ".lock")):
+        yield
 
 
 def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
@@ -52,11 +70,12 @@ def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
     """
     reporter = reporter or NullReporter()
     name = profile.name + (f"-{variant}" if variant else "")
-    src = workspace.checkout(base, commit, f"build-{name}")
-    out = build_dir_of(base, profile, variant)
-    out.mkdir(parents=True, exist_ok=True)
-    b = Build(base, profile, src, out, os.cpu_count() or 2)
-    configure(b, reporter)
+    with locked(base, profile.name, variant):  # the first run makes it; the others wait
+        src = workspace.checkout(base, commit, f"build-{name}")
+        out = build_dir_of(base, profile, variant)
+        out.mkdir(parents=True, exist_ok=True)
+        b = Build(base, profile, src, out, os.cpu_count() or 2)
+        configure(b, reporter)
     return b
 
 
@@ -117,7 +136,7 @@ def configure(b: Build, reporter: Reporter) -> None:
                 f"(the base's Kconfig gives {have})",
                 hint="a dependency is missing from the profile; see templates/profiles/",
             )
-    stamp_file.write_text(stamp + "\n")
+    write_atomic(stamp_file, stamp + "\n")
 
 
 def headers_install(b: Build) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from kseries.build import kbuild
 from kseries.check import applies, bisect, layout, selftest, warnings
 from kseries.check.context import Context
 from kseries.check.report import SKIP, WARN, Cell
@@ -63,7 +64,8 @@ def _adapter(name: str, func: BuildCheck, whole: bool, not_for: NotFor) -> Build
         if not whole and not ctx.tip:
             yield Cell(name, 0, WARN, f"only patches 1-{max(ctx.applied)} apply: "
                        "the others are not built")
-        yield from func(ctx)
+        with kbuild.locked(ctx.base, bisect.PROFILE):  # not shared with a `kseries build`
+            yield from func(ctx)
 
     run.__name__ = f"check_{name}"
     return run

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from kseries.base import workspace
 from kseries.base.bases import Base
 from kseries.check import (
     applies,
@@ -84,9 +85,11 @@ def prepare(
     work.mkdir(parents=True, exist_ok=True)
     wanted = load_manifest(series_dir)
     if series_path is None:
-        fresh = rendering.render(base, series_dir, kselftest, out_dir or work / "rendered",
-                                 reporter)
-        mails = mailbox.read_files(fresh.files, source=f"rendered for {base.label}")
+        # Read the files under the render's lock: another run may render into out_dir next.
+        with workspace.writing(base):
+            fresh = rendering.render(base, series_dir, kselftest, out_dir or work / "rendered",
+                                     reporter)
+            mails = mailbox.read_files(fresh.files, source=f"rendered for {base.label}")
         return Context(base, mails, templates, work, reporter, wanted, fresh)
     reporter.start("read", str(series_path))
     mails = mailbox.read(series_path)
@@ -130,6 +133,11 @@ def run(ctx: Context, names: Sequence[str], *, default: bool = False) -> Report:
             found = [c for c in report.cells if c.check == name]
             bad = [c for c in found if c.status not in (PASS, SKIP)]
             ctx.reporter.finish(report.worst(name), bad[0].reason if bad else "")
+    if "shape" not in names and any(m.damage for m in ctx.series.patches):
+        # A damaged patch is a finding whichever checks were chosen.
+        report.checks.append("shape")
+        for cell in conventions.damaged(ctx):
+            report.add(cell)
     if ctx.rendered is not None and ctx.tip and ctx.tip != ctx.rendered.tip:
         report.add(Cell("applies", 0, WARN, f"git am of the patch files gives "
                         f"{ctx.tip[:12]}, not the rendered {ctx.rendered.tip[:12]}"))

@@ -140,6 +140,7 @@ def shape(ctx: Context) -> Iterable[Cell]:
     n = len(ctx.series.patches)
     cover = ctx.series.cover
     tags = (cover or ctx.series.patches[0]).subject.tag_text
+    yield from damaged(ctx)
     for row, mail in ctx.rows():
         s = mail.subject
         if s.number is None:
@@ -172,6 +173,13 @@ def shape(ctx: Context) -> Iterable[Cell]:
         yield from _diffstat(ctx, cover)
         yield from _shortlog(ctx, cover)
     yield from _base_commit(ctx)
+
+
+def damaged(ctx: Context) -> Iterable[Cell]:
+    """A FAIL for each patch whose diff cannot be read whole (cut off, mangled)."""
+    for row, mail in ctx.rows():
+        if mail.damage:
+            yield Cell("shape", row, FAIL, f"damaged patch: {mail.damage}")
 
 
 def expected_stat(ctx: Context) -> dict[str, tuple[int, int]]:

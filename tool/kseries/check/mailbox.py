@@ -8,6 +8,7 @@ the tools that want a file (``git am``, ``checkpatch.pl``).
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.header
 import email.message
@@ -31,6 +32,7 @@ _VERSION = re.compile(r"^v(\d+)$", re.I)
 _TRAILER = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s+(\S.*)$")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9_./+\-]+$")
 _BASE_COMMIT = re.compile(r"^base-commit:\s*([0-9a-f]{7,40})\s*$", re.M)
+_DIFF_GIT = re.compile(r"^diff --git (?:a/)?(\S+) (?:b/)?(\S*)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Mail:
     diff: str
     files: tuple[FileChange, ...]
     base_commit: str
+    damage: str = ""  # why the diff cannot be read whole (cut off, mangled); "" when it can
 
     @property
     def is_cover(self) -> bool:
@@ -228,20 +231,55 @@ def _split_text(text: str) -> tuple[str, str, str]:
     return head, "", diff
 
 
-def _files(diff: str, where: str) -> tuple[FileChange, ...]:
+def _files(diff: str) -> tuple[tuple[FileChange, ...], str]:
+    """The files a diff changes, and why it cannot be read whole ("" when it can).
+
+    A diff that was cut off or mangled is still listed as far as its ``diff --git``
+    headers and +/- lines go, so the checks can say what they can about it.
+    """
     if not diff.strip():
-        return ()
+        return (), ""
     try:
         patchset = PatchSet(diff)
     except UnidiffParseError as exc:
-        raise KseriesError(f"{where}: cannot parse the diff ({exc})",
-                           hint="is the mail whitespace-damaged?") from exc
+        return _rough_files(diff), f"cannot parse the diff ({exc}): cut off or whitespace-damaged?"
     out = []
     for pf in patchset:
         path = pf.path
         out.append(FileChange(path, pf.added, pf.removed, pf.is_added_file,
                               pf.is_removed_file, pf.is_binary_file))
+    return tuple(out), _cut_header(diff)
+
+
+def _rough_files(diff: str) -> tuple[FileChange, ...]:
+    """Files and +/- counts of a diff unidiff cannot parse, from its plain lines."""
+    out: list[FileChange] = []
+    path, added, removed = "", 0, 0
+    for line in [*diff.splitlines(), "diff --git a/ b/"]:
+        m = _DIFF_GIT.match(line)
+        if m:
+            if path:
+                out.append(FileChange(path, added, removed, False, False, False))
+            path, added, removed = m.group(2), 0, 0
+        elif line.startswith("+") and not line.startswith("+++ "):
+            added += 1
+        elif line.startswith("-") and not line.startswith("--- "):
+            removed += 1
     return tuple(out)
+
+
+def _cut_header(diff: str) -> str:
+    """A file's section that stops after its ``diff --git``/``index`` lines: cut off there."""
+    sections = re.split(r"^(?=diff --git )", diff, flags=re.M)
+    for section in sections:
+        lines = [ln for ln in section.splitlines() if ln.strip()]
+        if not lines or not lines[0].startswith("diff --git "):
+            continue
+        if all(ln.startswith(("diff --git ", "index ")) for ln in lines):
+            m = _DIFF_GIT.match(lines[0])
+            name = m.group(2) if m else lines[0]
+            return f"the diff stops in the header of {name}: cut off?"
+    return ""
 
 
 def parse_mail(raw: bytes, name: str) -> Mail:
@@ -259,6 +297,7 @@ def parse_mail(raw: bytes, name: str) -> Mail:
         author = m.group(1).strip()
         message = message[m.end():]
     base = _BASE_COMMIT.search(notes + "\n" + message + "\n" + _tail_after_diff(_text_of(msg)))
+    files, damage = _files(diff)
     return Mail(
         name=name,
         raw=raw,
@@ -273,8 +312,9 @@ def parse_mail(raw: bytes, name: str) -> Mail:
         trailers=parse_trailers(message),
         notes=notes,
         diff=diff,
-        files=_files(diff, name),
+        files=files,
         base_commit=base.group(1) if base else "",
+        damage=damage,
     )
 
 
@@ -324,7 +364,10 @@ def _split_mbox(path: Path) -> list[bytes]:
 def assemble(mails: Sequence[Mail], *, source: str) -> Series:
     """Order the mails of one series: replies dropped, the newest version kept."""
     mails = [m for m in mails if not re.match(r"(?i)\s*re:", m.subject.raw)]
-    mails = [m for m in mails if m.diff or m.is_cover]
+    # A numbered patch without a diff was cut off before it: a finding, not a mail to drop.
+    mails = [m if m.diff or m.is_cover else dataclasses.replace(
+        m, damage="no diff in it: cut off before the diff?")
+        for m in mails if m.diff or m.is_cover or m.subject.number]
     if not mails:
         raise KseriesError(f"{source}: no patches in it",
                            hint="give patch files made by git format-patch, or an mbox")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kseries.base.bases import Base
-from kseries.base.cache import cache_root
+from kseries.base.cache import cache_root, write_atomic
 
 PASS, FINDINGS, ERROR = "pass", "findings", "error"
 
@@ -23,10 +23,7 @@ def report_path(base: Base, tip: str) -> Path:
 
 def save(base: Base, tip: str, report: dict[str, Any]) -> Path:
     path = report_path(base, tip)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     return path
 
 

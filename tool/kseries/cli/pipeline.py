@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kseries.cli.boundary import run_command
+from kseries.cli.boundary import INTERRUPTED, run_command
 from kseries.cli.render import add_base_args
 from kseries.errors import KseriesError
 
@@ -77,6 +77,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             sub = parser.parse_args([*argv, "--templates", str(args.templates)]
                                     if argv[0] in ("render", "check", "build") else list(argv))
             code = max(code, run_command(sub))
+            if code == INTERRUPTED:  # Ctrl-C: no later stage runs
+                return code
         status = EXIT_STATUS.get(code, "ERROR")
         rows.append((stage.name, status, time.monotonic() - t0, " ".join(stage.argv[0])))
         if code not in (0, 2):

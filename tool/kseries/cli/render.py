@@ -73,6 +73,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    base = bases.resolve(args.base, args.templates)
+    # Refuse the branch before the render, not after it.
+    applying.check_branch(applying.target_repo(base, args.repo), args.branch, force=args.force)
     series = render_for(args)
     result = applying.create_branch(series, args.branch, repo=args.repo, force=args.force)
     print(f"branch {result.branch} at {result.commit[:12]} in {result.repo}"

@@ -18,9 +18,9 @@ from kseries.base import bases
 from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST, TEMPLATES, series_dir
 from kseries.cli.render import add_series_arg
-from kseries.cli.ui import interactive
+from kseries.cli.ui import done, drawn, interactive
 from kseries.errors import KseriesError
-from kseries.run import harness, initramfs, inventory, lava, results
+from kseries.run import harness, initramfs, inventory, lava, qemu, results
 from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
@@ -120,7 +120,7 @@ class HostBoard:
         self.title = f"{step}: {detail}"
         if self.live_mode and self.live is None:
             self.live = Live(self._table(), console=self.console, refresh_per_second=4)
-            self.live.start()
+            drawn(self.live)
         elif not self.live_mode:
             self.console.print(f"[{step}] {detail}", markup=False)
 
@@ -139,7 +139,7 @@ class HostBoard:
     def finish(self, status: str, detail: str = "") -> None:
         if self.live is not None:
             self._refresh()
-            self.live.stop()
+            done(self.live)
             self.live = None
         secs = int(time.monotonic() - self.t0)
         self.console.print(f"[run] {status} ({secs // 60}:{secs % 60:02d}) {detail}",
@@ -200,6 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out: Path = args.output
     if args.lava:
         return _write_lava(args, inv, hosts, tests, out)
+    for flag in ("kernel", "baseline_kernel"):  # before any QEMU starts
+        if getattr(args, flag) is not None:
+            qemu.check_bzimage(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.kernel is None and any(h.transport == "qemu" for h in hosts):
         raise KseriesError(f"no kernel for the qemu hosts (base {args.base})",
                            hint="pass --kernel BZIMAGE (the vm profile of kseries build) "

@@ -8,11 +8,34 @@ import time
 from typing import TextIO
 
 from rich.console import Console
+from rich.live import Live
 from rich.status import Status
+
+_drawing: list[Live | Status] = []  # live displays on the terminal now
 
 
 def interactive(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("CI")
+
+
+def drawn(display: Live | Status) -> Live | Status:
+    """Start ``display`` and remember it, so that an error can stop it (stop_drawing)."""
+    display.start()
+    _drawing.append(display)
+    return display
+
+
+def done(display: Live | Status) -> None:
+    """Stop a display started with ``drawn``."""
+    display.stop()
+    if display in _drawing:
+        _drawing.remove(display)
+
+
+def stop_drawing() -> None:
+    """Stop every live display: the error line then stands alone on the terminal."""
+    while _drawing:
+        _drawing.pop().stop()
 
 
 class ConsoleReporter:
@@ -37,7 +60,7 @@ class ConsoleReporter:
         if self.live:
             if self._status is None:
                 self._status = self.console.status(text)
-                self._status.start()
+                drawn(self._status)
             else:
                 self._status.update(text)
         else:
@@ -51,7 +74,7 @@ class ConsoleReporter:
 
     def finish(self, status: str, detail: str = "") -> None:
         if self._status is not None:
-            self._status.stop()
+            done(self._status)
             self._status = None
         line = f"[{self._step}] {status} ({self._elapsed()})"
         if detail:

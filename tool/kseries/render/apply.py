@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kseries import proc
 from kseries.base import workspace
+from kseries.base.bases import Base
 from kseries.errors import KseriesError
 from kseries.render.series import RenderedSeries
 
@@ -26,7 +27,25 @@ class BranchResult:
 def create_branch(
     series: RenderedSeries, branch: str, *, repo: Path | None = None, force: bool = False
 ) -> BranchResult:
-    target = _git_dir(repo) if repo else series.base.repo
+    target = target_repo(series.base, repo)
+    check_branch(target, branch, force=force)
+    ref = f"refs/heads/{branch}"
+    spec = f"{'+' if force else ''}{series.ref}:{ref}"
+    workspace.git(target, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                  str(series.repo), spec)
+    got = workspace.git(target, "rev-parse", ref).stdout.strip()
+    if got != series.tip:
+        raise KseriesError(f"branch {branch} in {target} is at {got[:12]}, not the series tip")
+    return BranchResult(target, branch, got)
+
+
+def target_repo(base: Base, repo: Path | None) -> Path:
+    """The git directory the branch goes into: ``repo``'s, else the base's."""
+    return _git_dir(repo) if repo else base.repo
+
+
+def check_branch(target: Path, branch: str, *, force: bool = False) -> None:
+    """Refuse a branch name that ``create_branch`` would refuse (callers check it first)."""
     ref = f"refs/heads/{branch}"
     check = workspace.git(target, "check-ref-format", ref, check=False)
     if not check.ok or not re.fullmatch(r"[^\s~^:?*\[\\]+", branch):
@@ -44,13 +63,6 @@ def create_branch(
             f"branch {branch} is checked out in a working tree of {target}",
             hint="kseries never changes a checked-out tree; choose another branch name",
         )
-    spec = f"{'+' if force else ''}{series.ref}:{ref}"
-    workspace.git(target, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                  str(series.repo), spec)
-    got = workspace.git(target, "rev-parse", ref).stdout.strip()
-    if got != series.tip:
-        raise KseriesError(f"branch {branch} in {target} is at {got[:12]}, not the series tip")
-    return BranchResult(target, branch, got)
 
 
 def _git_dir(path: Path) -> Path:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from kseries.base.bases import Base
-from kseries.base.cache import cache_root
+from kseries.base.cache import cache_root, write_atomic
 from kseries.render.probe import Facts, facts_from_json
 from kseries.render.templating import search_path
 
@@ -58,8 +58,5 @@ def load(base: Base, key: str, scratch: Path) -> tuple[list[str], Facts] | None:
 
 
 def save(base: Base, key: str, commits: list[str], facts: Facts) -> None:
-    path = _record(base, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"commits": commits, "facts": dataclasses.asdict(facts)}))
-    tmp.replace(path)
+    record = {"commits": commits, "facts": dataclasses.asdict(facts)}
+    write_atomic(_record(base, key), json.dumps(record))

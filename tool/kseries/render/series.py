@@ -105,23 +105,24 @@ def render(
             manifest, version=manifest.version if version is None else version,
             rfc=manifest.rfc if rfc is None else rfc)
     tpl = Templates(series, kselftest)
-    scratch = workspace.scratch_repo(base)
     key = rendercache.inputs_key(base, series, kselftest)
     ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
-    cached = rendercache.load(base, key, scratch)
-    repo = git.Repo(scratch)
-    try:
-        if cached:
-            commits, facts = cached
-            reporter.start("render", f"unchanged inputs: reusing {commits[-1][:12]}")
-        else:
-            commits, facts = _render_commits(base, manifest, tpl, repo, reporter)
-            rendercache.save(base, key, commits, facts)
-        git.Reference.create(repo, ref, commits[-1], force=True, logmsg="kseries render")
-    finally:
-        repo.close()
-    reporter.update("git format-patch")
-    files = format_patches(scratch, base, manifest, tpl, facts, commits, out_dir)
+    # One render of a base at a time: its refs, cache record and default output are shared.
+    with workspace.writing(base) as scratch:
+        cached = rendercache.load(base, key, scratch)
+        repo = git.Repo(scratch)
+        try:
+            if cached:
+                commits, facts = cached
+                reporter.start("render", f"unchanged inputs: reusing {commits[-1][:12]}")
+            else:
+                commits, facts = _render_commits(base, manifest, tpl, repo, reporter)
+                rendercache.save(base, key, commits, facts)
+            git.Reference.create(repo, ref, commits[-1], force=True, logmsg="kseries render")
+        finally:
+            repo.close()
+        reporter.update("git format-patch")
+        files = format_patches(scratch, base, manifest, tpl, facts, commits, out_dir)
     reporter.finish("DONE", f"{len(commits)} patches in {out_dir}")
     return RenderedSeries(base, manifest, facts, scratch, tuple(commits), files, out_dir, ref)
 

@@ -51,6 +51,26 @@ class Boot:
     duration: float
 
 
+def check_bzimage(path: Path, what: str = "--kernel") -> None:
+    """Refuse a file that is not an x86 bzImage, before QEMU is asked to boot it.
+
+    The boot protocol's setup header: the boot flag 0xAA55 at 0x1FE, "HdrS" at
+    0x202 and, in loadflags at 0x211, LOADED_HIGH (bit 0), which a bzImage sets.
+    """
+    hint = "give arch/x86/boot/bzImage of a vm-profile build (kseries build --profile vm)"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(0x212)
+    except OSError as exc:
+        raise KseriesError(f"{what} {path}: cannot read it ({exc.strerror})", hint=hint) from exc
+    if len(head) < 0x212 or head[0x1FE:0x200] != b"\x55\xaa" or head[0x202:0x206] != b"HdrS":
+        raise KseriesError(f"{what} {path}: not a bzImage (no x86 boot setup header: "
+                           "0xAA55 at 0x1FE, 'HdrS' at 0x202)", hint=hint)
+    if not head[0x211] & 1:
+        raise KseriesError(f"{what} {path}: a zImage, not a bzImage (loadflags without "
+                           "LOADED_HIGH)", hint=hint)
+
+
 def kvm_usable() -> tuple[bool, str]:
     """Whether /dev/kvm can even be opened (the cheap half of the probe)."""
     if not os.path.exists("/dev/kvm"):
