@@ -328,7 +328,7 @@ def test_a_worktree_left_mid_git_am_and_dirty_is_repaired(tree: Path, tmp_path: 
     assert first.returncode == 0, first.stderr
     key = bases.git_base(str(tree)).key
     am = cache / "trees" / key / "am"
-    patch = next((cache / "series" / key).glob("*0003-*.patch"))
+    patch = next((cache / "series" / key / "v2").glob("*0003-*.patch"))
     git(am, "checkout", "-q", "--detach", git(tree, "rev-parse", "HEAD"))
     (am / "arch/x86/kvm/svm/svm.c").write_text("half written\n")
     (am / "stray.o").write_text("left by a killed build\n")
