@@ -1,4 +1,12 @@
-"""The series manifest (templates/series.toml) as typed data."""
+"""The series manifest (templates/series.toml) as typed data.
+
+Its ``[[gate]]`` entries are the testing rules ``kseries submit`` holds the
+series to (maintainer-kvm-x86.rst, "Testing"): a ``CheckRule`` names a
+``kseries check`` check that must have passed on the tip being sent; a
+``HostRule`` names a kind of host (vendor, a capability it declares) that must
+have run a test on the series' kernel with a given result. Without ``[[gate]]``
+the rule is the whole check (``check = "all"``).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +55,32 @@ class Changelog:
     items: tuple[str, ...]
 
 
+ALL_CHECKS = "all"  # CheckRule.check: the whole `kseries check` verdict
+GATE_VENDORS = ("amd", "intel")
+GATE_RESULTS = ("PASS", "FAIL", "SKIP")
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    """``kseries check`` of the tip passed: every check ("all"), or the one named."""
+
+    check: str
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """A host of ``vendor`` declaring ``needs`` ran ``test`` on the series' kernel: ``result``."""
+
+    vendor: str
+    needs: str  # a capability of the host inventory, e.g. "bus_lock_threshold"
+    result: str
+    test: str = "kvm_buslock_test"
+
+
+GateRule = CheckRule | HostRule
+DEFAULT_GATE: tuple[GateRule, ...] = (CheckRule(ALL_CHECKS),)
+
+
 @dataclass(frozen=True)
 class Manifest:
     name: str
@@ -61,6 +95,8 @@ class Manifest:
     changelog: tuple[Changelog, ...]
     links: dict[str, str]
     patches: tuple[Patch, ...]
+    gate: tuple[GateRule, ...] = DEFAULT_GATE
+    path: Path | None = None  # the manifest file, for messages that name it
 
     @property
     def prefix(self) -> str:
@@ -133,4 +169,42 @@ def _manifest(data: dict, templates: Path) -> Manifest:  # type: ignore[type-arg
         changelog=tuple(Changelog(c["version"], tuple(c["items"])) for c in s.get("changelog", ())),
         links=dict(s.get("links", {})),
         patches=tuple(patches),
+        gate=_gate(data.get("gate"), path),
+        path=path,
     )
+
+
+def _gate(entries: object, path: Path) -> tuple[GateRule, ...]:
+    if entries is None:
+        return DEFAULT_GATE
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise KseriesError(f"{path}: gate must be [[gate]] tables")
+    rules: list[GateRule] = []
+    for n, e in enumerate(entries, start=1):
+        where = f"{path}: [[gate]] {n}"
+        if "check" in e:
+            extra = sorted(set(e) - {"check"})
+            if extra or not isinstance(e["check"], str) or not e["check"]:
+                raise KseriesError(f"{where}: a check rule has only check = NAME",
+                                   hint=f'e.g. check = "{ALL_CHECKS}" or check = "build"')
+            rules.append(CheckRule(e["check"]))
+            continue
+        unknown = sorted(set(e) - {"vendor", "needs", "result", "test"})
+        if unknown:
+            raise KseriesError(f"{where}: unknown key {unknown[0]!r}",
+                               hint="a host rule has vendor, needs, result and test")
+        vendor, needs, result = e.get("vendor"), e.get("needs"), e.get("result")
+        if vendor not in GATE_VENDORS:
+            raise KseriesError(f"{where}: vendor {vendor!r}",
+                               hint=f"one of {', '.join(GATE_VENDORS)}")
+        if not isinstance(needs, str) or not needs:
+            raise KseriesError(f"{where}: needs = CAPABILITY is missing",
+                               hint='a capability hosts declare, e.g. "bus_lock_threshold"')
+        if result not in GATE_RESULTS:
+            raise KseriesError(f"{where}: result {result!r}",
+                               hint=f"one of {', '.join(GATE_RESULTS)}")
+        test = e.get("test", "kvm_buslock_test")
+        if not isinstance(test, str) or not test:
+            raise KseriesError(f"{where}: test must be a selftest's name")
+        rules.append(HostRule(vendor, needs, result, test))
+    return tuple(rules)
