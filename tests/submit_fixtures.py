@@ -76,10 +76,10 @@ def kselftest_dir(tmp_path: Path) -> Path:
 
 
 def render(base: bases.Base, tmp_path: Path, name: str = "series", *,
-           version: int | None = None, rfc: bool | None = None) -> rendering.RenderedSeries:
-    return rendering.render(base, TEMPLATES / "series" / "v2", kselftest_dir(tmp_path),
-                            tmp_path / name,
-                            version=version, rfc=rfc)
+           version: int | None = None, rfc: bool | None = None,
+           series: str = "v2") -> rendering.RenderedSeries:
+    return rendering.render(base, TEMPLATES / "series" / series, kselftest_dir(tmp_path),
+                            tmp_path / name, version=version, rfc=rfc)
 
 
 @pytest.fixture
@@ -90,6 +90,11 @@ def base_612(debian_612: bases.Base, private_cache: Path, git_config: Path) -> b
 @pytest.fixture
 def series_612(base_612: bases.Base, tmp_path: Path) -> rendering.RenderedSeries:
     return render(base_612, tmp_path)
+
+
+@pytest.fixture
+def merged_612(base_612: bases.Base, tmp_path: Path) -> rendering.RenderedSeries:
+    return render(base_612, tmp_path, "merged", series="merged")
 
 
 def need_send_email() -> None:

@@ -64,7 +64,7 @@ def test_write_results_directory(tmp_path: Path) -> None:
     assert by["lab"]["tests"][0] == {"name": "kvm_buslock_test", "kind": "feature",
                                      "actual": "SKIP", "reason": "Requirement not met",
                                      "expected": ["PASS"], "expected_reason": "why",
-                                     "ok": False, "seconds": 0.0}
+                                     "ok": False, "seconds": 0.0, "ktap": []}
     assert by["qemu-intel"]["verdict"] == "infra"
     assert by["qemu-intel"]["console_tail"][-1] == "Kernel panic - x"
     res = tmp_path / "res"

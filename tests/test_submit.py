@@ -178,9 +178,11 @@ def test_submit_refuses_without_a_check(series_612: RenderedSeries, tmp_path: Pa
     out = tmp_path / "outbox"
     code = main(["submit", "--base", "debian:6.12", "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 1
-    assert "has never been checked" in err
-    assert "kseries check --base debian:6.12" in err
+    assert code == 2  # the v2 series' one [[gate]] rule: the check
+    gate = [ln for ln in err.splitlines() if ln.startswith("kseries: gate: ")]
+    assert len(gate) == 1 and "(rule 1 of " in gate[0]
+    assert "has never been checked" in gate[0]
+    assert "kseries check --base debian:6.12" in gate[0]
     assert not out.exists()
 
 
@@ -189,8 +191,8 @@ def test_submit_refuses_after_a_failed_check(series_612: RenderedSeries, tmp_pat
     verdict.save(series_612.base, series_612.tip, {"status": verdict.FINDINGS})
     code = main(["submit", "--base", "debian:6.12", "-o", str(tmp_path / "outbox")])
     err = capsys.readouterr().err
-    assert code == 1
-    assert "did not pass its last check (findings)" in err
+    assert code == 2
+    assert "the last check did not pass (findings)" in err
     assert "--force" in err
 
 

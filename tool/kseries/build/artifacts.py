@@ -60,6 +60,19 @@ def load(base: Base, profile: str, series: str, patched: bool = True) -> Artifac
                      {k: Path(v) for k, v in d["selftests"].items()}, Path(d["build_dir"]))
 
 
+def of_tip(base: Base, profile: str, tip: str) -> Artifacts | None:
+    """The patched build of ``tip``, whichever series it is the tip of (None: none here)."""
+    for path in sorted((cache_root() / "build" / base.key).glob(f"{profile}.*.artifacts.json")):
+        series = path.name[len(profile) + 1:-len(".artifacts.json")]
+        try:
+            built = load(base, profile, series)
+        except KseriesError:
+            continue
+        if built.commit == tip:
+            return built
+    return None
+
+
 def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profile_name: str, *,
           smoke: Sequence[str], patched: bool = True, out_dir: Path | None = None,
           reporter: Reporter | None = None) -> Artifacts:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from kseries.base import workspace
 from kseries.base.bases import Base
+from kseries.build import profiles
 from kseries.check import (
     applies,
+    bisect,
     build,
     checkpatch,
     conventions,
@@ -142,5 +144,8 @@ def run(ctx: Context, names: Sequence[str], *, default: bool = False) -> Report:
         report.add(Cell("applies", 0, WARN, f"git am of the patch files gives "
                         f"{ctx.tip[:12]}, not the rendered {ctx.rendered.tip[:12]}"))
     report.tip = ctx.rendered.tip if default and ctx.rendered else ctx.tip
+    report.manifest = ctx.manifest
+    if any(BY_NAME[n].build for n in names):
+        report.profiles = (profiles.load_profile(ctx.templates, bisect.PROFILE),)
     return report
 

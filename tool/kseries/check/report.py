@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from kseries.base.bases import Base
+from kseries.build.profiles import Profile
 from kseries.check import verdict
+from kseries.render.manifest import Manifest
 
 PASS, WARN, FAIL, SKIP, ERROR = "PASS", "WARN", "FAIL", "SKIP", "ERROR"
 STATUSES = (PASS, WARN, FAIL, SKIP, ERROR)
@@ -48,6 +50,8 @@ class Report:
     cells: list[Cell] = field(default_factory=list)
     tip: str = ""  # the series' tip commit (rendered, or from git am)
     seconds: dict[str, float] = field(default_factory=dict)
+    manifest: Manifest | None = None  # kseries' own series: its name and version
+    profiles: tuple[Profile, ...] = ()  # what the build checks built with
 
     def add(self, cell: Cell) -> None:
         self.cells.append(cell)
@@ -103,12 +107,61 @@ class Report:
             "base": {"label": self.base.label, "commit": self.base.commit,
                      "describe": self.base.describe},
             "series": {"source": self.source, "own": self.own, "tip": self.tip,
-                       "rows": self.rows},
+                       "rows": self.rows,
+                       "name": self.manifest.name if self.manifest else "",
+                       "version": self.manifest.version if self.manifest else 0,
+                       "prefix": self.manifest.prefix if self.manifest else ""},
             "checks": {name: {"status": self.worst(name),
                               "seconds": round(self.seconds.get(name, 0.0), 2)}
                        for name in self.checks},
             "cells": [c.to_json() for c in self.cells],
+            "built": {"profiles": [_profile_json(p) for p in self.profiles],
+                      "patches": [self._patch_json(row) for row in range(1, len(self.rows))]},
         }
+
+    def _patch_json(self, row: int) -> dict[str, Any]:
+        found = {name: self.cell(name, row) for name in self.checks}
+        return {"row": row, "label": self.rows[row],
+                "results": {name: {"status": c.status, "reason": c.reason}
+                            for name, c in found.items() if c is not None}}
+
+
+def _profile_json(p: Profile) -> dict[str, Any]:
+    return {"name": p.name, "description": p.description, "base_target": p.base_target,
+            "fragments": [f.name for f in p.fragments], "options": dict(p.options),
+            "targets": list(p.targets)}
+
+
+@dataclass(frozen=True)
+class Record:
+    """A saved check report read back: what submit reports of the builds and checks."""
+
+    status: str  # verdict's word
+    tip: str
+    rows: tuple[str, ...]
+    checks: dict[str, str]  # check -> worst status
+    cells: tuple[Cell, ...]
+    profiles: tuple[dict[str, Any], ...]
+
+    def cell(self, check: str, row: int) -> Cell | None:
+        found = [c for c in self.cells if c.check == check and c.row == row]
+        return max(found, key=lambda c: _RANK.get(c.status, 0)) if found else None
+
+
+def load_record(base: Base, tip: str) -> Record | None:
+    """The last check of ``tip`` on ``base`` as saved for submit, or None if there is none."""
+    data = verdict.load(base, tip)
+    if data is None:
+        return None
+    series = data.get("series") or {}
+    checks = {k: str(v.get("status", "")) for k, v in (data.get("checks") or {}).items()}
+    cells = tuple(Cell(str(c.get("check", "")), int(c.get("row", 0)), str(c.get("status", "")),
+                       str(c.get("reason", "")), tuple(c.get("details", ())))
+                  for c in data.get("cells", []))
+    built = data.get("built") or {}
+    return Record(str(data.get("status", verdict.ERROR)), str(series.get("tip", tip)),
+                  tuple(series.get("rows", ())), checks, cells,
+                  tuple(built.get("profiles", ())))
 
 
 def write_json(report: Report, path: Path) -> None:

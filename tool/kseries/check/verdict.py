@@ -27,11 +27,19 @@ def save(base: Base, tip: str, report: dict[str, Any]) -> Path:
     return path
 
 
-def status(base: Base, tip: str) -> str | None:
-    """PASS / FINDINGS / ERROR of the last check of this series, or None if never checked."""
+def load(base: Base, tip: str) -> dict[str, Any] | None:
+    """The saved report of the last check of this series, or None if never checked."""
     try:
         data = json.loads(report_path(base, tip).read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def status(base: Base, tip: str) -> str | None:
+    """PASS / FINDINGS / ERROR of the last check of this series, or None if never checked."""
+    data = load(base, tip)
+    if data is None:
         return None
     value = data.get("status")
     return value if value in (PASS, FINDINGS, ERROR) else ERROR

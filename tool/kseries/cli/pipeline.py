@@ -4,6 +4,7 @@ render -> check -> build -> run -> submit. Each stage is the subcommand of the
 same name, run with the pipeline's base; what users choose here is only which
 stages run. A stage that errors stops the stages after it; findings (exit 2)
 do not, so the summary shows them all (submit then refuses, as it should).
+Submit reads the run's results: its Testing done block is what ran.
 """
 
 from __future__ import annotations
@@ -35,8 +36,16 @@ def stages(args: argparse.Namespace) -> list[Stage]:
         Stage("build", (("build", *b, "--profile", "vm"),
                         ("build", *b, "--profile", "vm", "--unpatched"))),
         Stage("run", (("run", *b, "-o", str(out / "results")),)),
-        Stage("submit", (("submit", *b, "-o", str(out / "outbox")),)),
+        Stage("submit", (("submit", *b, "-o", str(out / "outbox"), *_results(args)),)),
     ]
+
+
+def _results(args: argparse.Namespace) -> tuple[str, ...]:
+    """submit's --results: this pipeline's run, when it runs or ran before."""
+    results = args.output / "results"
+    wanted = [s.strip() for s in args.stages.split(",")]
+    ran = "run" in wanted or (results / "summary.json").is_file()
+    return ("--results", str(results)) if ran else ()
 
 
 STAGE_NAMES = ("render", "check", "build", "run", "submit")

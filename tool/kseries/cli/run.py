@@ -20,7 +20,8 @@ from kseries.cli.paths import KSELFTEST, TEMPLATES, series_dir
 from kseries.cli.render import add_series_arg
 from kseries.cli.ui import done, drawn, interactive
 from kseries.errors import KseriesError
-from kseries.run import harness, initramfs, inventory, lava, qemu, results
+from kseries.render.manifest import load as load_manifest
+from kseries.run import harness, identity, initramfs, inventory, lava, qemu, results
 from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
@@ -170,6 +171,11 @@ def print_table(report: results.RunReport, stream: TextIO | None = None) -> None
             console.print(f"  note: {n}", markup=False)
     for n in report.notes:
         console.print(f"note: {n}", markup=False)
+    sid = report.series
+    what = (f"{sid.name} v{sid.version} at {sid.tip[:12]}" if sid.tip else
+            "the unpatched base" if not sid.patched else "series tip unknown")
+    console.print(f"tested: {what} on {sid.base_describe or sid.base_label or '?'}, kernel "
+                  f"sha256 {sid.kernel_sha256[:16] or '-'}", markup=False)
     meaning = {0: "every host did what was expected", 2: "a test result was not as expected",
                3: "a host failed (infrastructure)"}[report.exit_code]
     console.print(f"results: {report.out_dir} (summary.json, junit.xml, results.ktap); "
@@ -188,6 +194,18 @@ def from_build(args: argparse.Namespace) -> dict[str, Path]:
         except KseriesError:
             args.baseline_kernel = None  # no unpatched build: absolute results only
     return dict(built.selftests)
+
+
+def identify(args: argparse.Namespace, kernel: Path | None, *,
+             patched: bool) -> identity.SeriesId:
+    """What ``kernel`` was built from, for the results (the base is not imported for it)."""
+    templates = getattr(args, "templates", TEMPLATES)
+    try:
+        base: bases.Base | None = bases.resolve(args.base, templates, install=False)
+    except KseriesError:
+        base = None
+    manifest = load_manifest(series_dir(args.series))
+    return identity.identify(kernel, base, args.base, manifest, patched=patched)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -218,14 +236,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         board.note(f"baseline: the same run on {args.baseline_kernel} (unpatched)")
         base_report = harness.run_hosts(
             hosts, inv.plan, kernel=args.baseline_kernel, tests=tests, out_dir=out / "baseline",
-            kselftest=KSELFTEST, reporter=board, patched=False, jobs=args.jobs, accel=accel)
+            kselftest=KSELFTEST, reporter=board, patched=False, jobs=args.jobs, accel=accel,
+            series=identify(args, args.baseline_kernel, patched=False))
         baseline = results.Baseline.from_report(base_report)
     board = HostBoard([h.name for h in hosts])
     report = harness.run_hosts(
         hosts, inv.plan, kernel=args.kernel, tests=tests, out_dir=out, kselftest=KSELFTEST,
         reporter=board, patched=not args.unpatched, baseline=baseline, jobs=args.jobs,
-        accel=accel)
+        accel=accel, series=identify(args, args.kernel, patched=not args.unpatched))
     report.notes.append(f"base: {args.base}")
+    if not report.series.tip and report.series.patched:
+        report.notes.append(f"series: {report.series.how}")
+        report.notes.append("submit counts these results only if it has a build of the tip "
+                            "with the same kernel sha256")
     print_table(report)
     return report.exit_code
 

@@ -1,32 +1,39 @@
 """`kseries submit` (an outbox for git send-email, or a b4 prep branch) and `kseries diff`.
 
 Nothing is sent: submit writes the mails (or a branch) and says how to send them.
+It holds the series to its manifest's [[gate]] rules, and writes the cover
+letter's Testing done block from the check record and the ``--results`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 from kseries.base import bases
 from kseries.base.cache import cache_root
-from kseries.check import verdict
 from kseries.cli.paths import DEFAULT_SERIES, KSELFTEST, TEMPLATES, series_dir
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
 from kseries.render import series as rendering
+from kseries.render.manifest import CheckRule
+from kseries.run import records
 from kseries.submit import b4 as b4prep
-from kseries.submit import outbox, rangediff, recipients
+from kseries.submit import evidence, gate, outbox, rangediff, recipients, testing
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "submit", help="write the checked series as mails for git send-email, or a b4 branch",
         description="Write the mails (or, with --b4, a `b4 prep` branch); nothing is sent. "
-                    "Refuses unless the last `kseries check` of this series and base passed.")
+                    "The cover letter's Testing done block is written from what ran on the "
+                    "tip: the last `kseries check` and the --results runs. Exit 2 when the "
+                    "series' testing rules ([[gate]] in its manifest) are not met, unless "
+                    "--force.")
     add_base_args(p)
     p.add_argument("-o", "--output", type=Path, metavar="OUTBOX",
                    help="directory for the mails (default: the cache, per base)")
@@ -46,8 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--b4", action="store_true",
                    help="create a `b4 prep` branch b4/<series> in --repo instead of an outbox")
     p.add_argument("--repo", type=Path, help="repository for --b4")
+    p.add_argument("--results", action="append", default=[], type=Path, metavar="DIR",
+                   help="results of `kseries run -o DIR`, here or in a lab (repeatable); "
+                        "runs of another tip or base are left out, with the reason")
+    p.add_argument("--testing-notes", type=Path, metavar="FILE",
+                   help="your own manual testing, printed in the cover letter as your "
+                        "statement")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the gate's state and the Testing done block; write nothing "
+                        "(exit 2 if a rule is not met)")
     p.add_argument("--force", action="store_true",
-                   help="submit without a passing check; with --b4, replace the branch")
+                   help="submit although testing rules are not met (the cover letter's Not "
+                        "tested list names them); with --b4, replace the branch")
     p.set_defaults(func=cmd_submit)
 
     d = sub.add_parser(
@@ -81,34 +98,76 @@ def _is_rendering(spec: str) -> bool:
     return path.is_dir() and any(path.glob("*.patch"))
 
 
-def gate(series: rendering.RenderedSeries, force: bool) -> str:
-    """Refuse unless the last check of this series on this base passed; returns a note."""
-    status = verdict.status(series.base, series.tip)
-    if status == verdict.PASS:
-        return ""
-    what = ("has never been checked" if status is None
-            else f"did not pass its last check ({status})")
-    if force:
-        return f"--force: the series at {series.tip[:12]} {what}"
-    raise KseriesError(
-        f"the series on {series.base.label} (tip {series.tip[:12]}) {what}",
-        hint=f"run: kseries check --base {series.base.label} (and fix what it finds), "
-             "or submit anyway with --force",
-    )
+def refusal(state: gate.State, series: rendering.RenderedSeries) -> str:
+    """One line for a rule that is not met: which, what the records show, what to do."""
+    where = f"rule {state.number} of {series.manifest.path or 'the manifest'}"
+    if isinstance(state.rule, CheckRule):
+        todo = (f"run: kseries check --base {series.base.label} (and fix what it finds), "
+                "or submit anyway with --force")
+    else:
+        todo = "add --results DIR of a `kseries run` on such a host, or submit anyway with --force"
+    return (f"gate: {state.asks} ({where}), for the series on {series.base.label} "
+            f"(tip {series.tip[:12]}): {state.found}; {todo}")
+
+
+def print_gate(states: tuple[gate.State, ...], ev: evidence.Evidence,
+               series: rendering.RenderedSeries) -> None:
+    print(f"results of {series.tip[:12]}: {len(ev.runs)} run(s) counted, "
+          f"{len(ev.left_out)} left out")
+    for run in ev.runs:
+        print(f"  counted: {run.path.parent} ({', '.join(h.name for h in run.hosts)})")
+    for left in ev.left_out:
+        print(f"  left out: {left.path}: {left.reason}")
+    for note in ev.notes:
+        print(f"  note: {note}")
+    missing = sum(not s.met for s in states)
+    print(f"gate of {series.manifest.path or 'the manifest'}: "
+          + (f"{missing} of {len(states)} rule(s) not met" if missing else
+             f"all {len(states)} rule(s) met"))
+    for s in states:
+        print(f"  {'met' if s.met else 'MISSING':<8} {s.number}. {s.line}")
+
+
+def testing_done(series: rendering.RenderedSeries, runs: list[records.RunRecord], notes: str,
+                 reporter: Reporter) -> tuple[tuple[gate.State, ...], str]:
+    """The gate's state and the Testing done block, printed; the block's text returned."""
+    gate.validate(series.manifest.gate, series.manifest.path)
+    reporter.start("testing", f"records of {series.tip[:12]}")
+    ev = evidence.gather(series.base, series.tip, runs)
+    states = gate.evaluate(series.manifest.gate, ev)
+    text = testing.block(testing.Inputs(ev, gate.wanted(states, ev),
+                                        tuple(rendering.summarize(series)),
+                                        series.base.describe, notes))
+    reporter.finish("DONE", f"check {'recorded' if ev.check else 'not recorded'}, "
+                    f"{len(ev.runs)} run(s)")
+    print_gate(states, ev, series)
+    print(f"\n{text}\n")
+    return states, text
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     if args.b4 and not args.repo:
         raise KseriesError("--b4 needs --repo PATH", hint="the repository to create b4/<name> in")
     templates = args.templates
+    # Bad input first, before anything is rendered.
+    notes = testing.read_notes(args.testing_notes) if args.testing_notes else ""
+    runs = [records.load(path) for path in args.results]
     reporter = ConsoleReporter()
     with tempfile.TemporaryDirectory(prefix="kseries-submit-") as tmp:
         chosen = series_dir(args.series)
         series = _render(args.base, templates, chosen, Path(tmp) / "series", reporter,
                          args.reroll, args.rfc)
-        note = gate(series, args.force)
-        if note:
-            reporter.note(note)
+        states, text = testing_done(series, runs, notes, reporter)
+        missing = [s for s in states if not s.met]
+        if args.dry_run:
+            return 2 if missing else 0
+        if missing and not args.force:
+            for s in missing:
+                print(f"kseries: {refusal(s, series)}", file=sys.stderr)
+            return 2
+        for s in missing:
+            reporter.note(f"--force: {refusal(s, series)}")
+        testing.put_into_cover(series.files[0], text)
         version = outbox.Version.of(series.manifest)
         gap = outbox.changelog_gap(series.manifest, version)
         if gap:

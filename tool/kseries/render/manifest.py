@@ -4,6 +4,13 @@ A series is a directory: series.toml (this), the cover letter template,
 changes/ (the edits of each logical change) and messages/ (the commit
 messages). kseries ships two under templates/series/ (v2 and merged); a user
 may point at a directory of their own with the same layout.
+
+Its ``[[gate]]`` entries are the testing rules ``kseries submit`` holds the
+series to (maintainer-kvm-x86.rst, "Testing"): a ``CheckRule`` names a
+``kseries check`` check that must have passed on the tip being sent; a
+``HostRule`` names a kind of host (vendor, a capability it declares) that must
+have run a test on the series' kernel with a given result. Without ``[[gate]]``
+the rule is the whole check (``check = "all"``).
 """
 
 from __future__ import annotations
@@ -53,6 +60,32 @@ class Changelog:
     items: tuple[str, ...]
 
 
+ALL_CHECKS = "all"  # CheckRule.check: the whole `kseries check` verdict
+GATE_VENDORS = ("amd", "intel")
+GATE_RESULTS = ("PASS", "FAIL", "SKIP")
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    """``kseries check`` of the tip passed: every check ("all"), or the one named."""
+
+    check: str
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """A host of ``vendor`` declaring ``needs`` ran ``test`` on the series' kernel: ``result``."""
+
+    vendor: str
+    needs: str  # a capability of the host inventory, e.g. "bus_lock_threshold"
+    result: str
+    test: str = "kvm_buslock_test"
+
+
+GateRule = CheckRule | HostRule
+DEFAULT_GATE: tuple[GateRule, ...] = (CheckRule(ALL_CHECKS),)
+
+
 @dataclass(frozen=True)
 class Manifest:
     name: str
@@ -69,6 +102,8 @@ class Manifest:
     patches: tuple[Patch, ...]
     dir: Path  # the series directory
     id: str  # its name: keys the series' caches and records ("v2", "merged")
+    gate: tuple[GateRule, ...] = DEFAULT_GATE
+    path: Path | None = None  # the manifest file, for messages that name it
 
     @property
     def prefix(self) -> str:
@@ -147,4 +182,42 @@ def _manifest(data: dict, series: Path) -> Manifest:  # type: ignore[type-arg]
         patches=tuple(patches),
         dir=series,
         id=series.resolve().name,
+        gate=_gate(data.get("gate"), path),
+        path=path,
     )
+
+
+def _gate(entries: object, path: Path) -> tuple[GateRule, ...]:
+    if entries is None:
+        return DEFAULT_GATE
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise KseriesError(f"{path}: gate must be [[gate]] tables")
+    rules: list[GateRule] = []
+    for n, e in enumerate(entries, start=1):
+        where = f"{path}: [[gate]] {n}"
+        if "check" in e:
+            extra = sorted(set(e) - {"check"})
+            if extra or not isinstance(e["check"], str) or not e["check"]:
+                raise KseriesError(f"{where}: a check rule has only check = NAME",
+                                   hint=f'e.g. check = "{ALL_CHECKS}" or check = "build"')
+            rules.append(CheckRule(e["check"]))
+            continue
+        unknown = sorted(set(e) - {"vendor", "needs", "result", "test"})
+        if unknown:
+            raise KseriesError(f"{where}: unknown key {unknown[0]!r}",
+                               hint="a host rule has vendor, needs, result and test")
+        vendor, needs, result = e.get("vendor"), e.get("needs"), e.get("result")
+        if vendor not in GATE_VENDORS:
+            raise KseriesError(f"{where}: vendor {vendor!r}",
+                               hint=f"one of {', '.join(GATE_VENDORS)}")
+        if not isinstance(needs, str) or not needs:
+            raise KseriesError(f"{where}: needs = CAPABILITY is missing",
+                               hint='a capability hosts declare, e.g. "bus_lock_threshold"')
+        if result not in GATE_RESULTS:
+            raise KseriesError(f"{where}: result {result!r}",
+                               hint=f"one of {', '.join(GATE_RESULTS)}")
+        test = e.get("test", "kvm_buslock_test")
+        if not isinstance(test, str) or not test:
+            raise KseriesError(f"{where}: test must be a selftest's name")
+        rules.append(HostRule(vendor, needs, result, test))
+    return tuple(rules)

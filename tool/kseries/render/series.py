@@ -36,6 +36,11 @@ GIT_ENV = {
     "TZ": "UTC",
 }
 OUTPUT_LIST = ".kseries-files"
+# The cover letter's {{ testing }} as render writes it: render runs nothing, so it
+# claims nothing. kseries submit replaces it with what the records show ran.
+NOT_RUN = ("Testing done:\n"
+           "None by kseries render, which runs nothing. kseries submit replaces this\n"
+           "with what its records show: the builds and runs of this tip.")
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,8 @@ def _remove_previous(out_dir: Path) -> None:
 
 def _fill_cover(path: Path, manifest: Manifest, tpl: Templates, facts: Facts, base: Base) -> None:
     text = path.read_text()
-    blurb = tpl.render(manifest.cover, f=facts, base=base, series=manifest).strip("\n")
+    blurb = tpl.render(manifest.cover, f=facts, base=base, series=manifest,
+                       testing=NOT_RUN).strip("\n")
     if "*** SUBJECT HERE ***" not in text or "*** BLURB HERE ***" not in text:
         raise KseriesError(f"{path}: git format-patch wrote no cover letter placeholders")
     text = text.replace("*** SUBJECT HERE ***", manifest.cover_subject, 1)

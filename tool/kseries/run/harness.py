@@ -25,6 +25,7 @@ from pathlib import Path
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
 from kseries.run import initramfs, local, qemu, ssh
+from kseries.run.identity import SeriesId
 from kseries.run.inventory import (
     CHECK_KERNEL_LOG,
     Expectation,
@@ -88,6 +89,7 @@ def run_hosts(
     baseline: Baseline | None = None,
     jobs: int | None = None,
     accel: str | qemu.Accel | None = None,
+    series: SeriesId | None = None,
 ) -> RunReport:
     """Run ``tests`` (name -> binary, run in this order) on every host.
 
@@ -95,7 +97,8 @@ def run_hosts(
     ``patched`` says whether it carries the series (then the /proc/cpuinfo virt
     line is expected); ``accel`` overrides every QEMU host's accel setting: "auto",
     "kvm", "tcg", or an ``Accel`` already chosen (by ``decide_accel``, so that a
-    baseline run and the run compared with it probe /dev/kvm only once).
+    baseline run and the run compared with it probe /dev/kvm only once);
+    ``series`` is what the kernel was built from, recorded in the results.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     reporter.start("run", f"{len(hosts)} host(s), {len(tests)} test(s)")
@@ -116,7 +119,7 @@ def run_hosts(
     if prepared.accel:
         notes.append(f"qemu accel: {prepared.accel.name} ({prepared.accel.reason})")
     report = RunReport(reports, out_dir, kernel or Path("-"), patched,
-                       baseline.source if baseline else "", notes)
+                       baseline.source if baseline else "", notes, series or SeriesId())
     write(report)
     verdicts = [h.verdict for h in reports]
     reporter.finish({0: "PASS", 2: "FAIL", 3: "FAIL"}[report.exit_code],
@@ -212,6 +215,7 @@ def _run_host(host: Host, p: Prepared, work: Path, reporter: _Locked, patched: b
         run = GuestRun(output="", infra_error=f"{host.name}: {exc}")
     exp, notes = expectations_for(host, p, patched, baseline)
     report = evaluate(host, run, list(p.tests), p.kinds, exp)
+    report.built_kernel = runs_built_kernel(host)
     report.notes.extend(notes)
     out = parse_output(run.output)
     for name, text in (("guest.ktap", out.ktap_text), ("dmesg.txt", out.dmesg)):

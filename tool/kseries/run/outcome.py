@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kseries.run import ktap
+from kseries.run.identity import Seen
 from kseries.run.inventory import (
     CHECK_DEV_KVM,
     CHECK_KERNEL_LOG,
@@ -57,6 +58,12 @@ class GuestOutput:
         values = self.facts.get(key, [])
         return values[0] if values else ""
 
+    def seen(self) -> Seen:
+        """The host's CPU and kernel as run-tests read them (/proc/cpuinfo, uname -r)."""
+        return Seen(self.fact("cpu_vendor"), self.fact("cpu_model"),
+                    tuple(self.fact("cpu_flags").split()), self.fact("virt"),
+                    self.fact("uname"))
+
 
 @dataclass
 class TestOutcome:
@@ -86,6 +93,8 @@ class HostReport:
     duration: float = 0.0
     logs: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    seen: Seen = field(default_factory=Seen)
+    built_kernel: bool = True  # it booted the run's kernel (not its own)
 
     @property
     def verdict(self) -> str:
@@ -151,7 +160,8 @@ def check_results(host: Host, out: GuestOutput) -> dict[str, tuple[Status, str]]
     if out.fact("virt_line") == "yes":
         virt = out.fact("virt")
         listed = "buslock" in virt.split()
-        if listed == host.has_feature:
+        # The virt line names the AMD feature; Intel's bus lock detection is not on it.
+        if listed == (host.vendor == "amd" and host.has_feature):
             res[CHECK_VIRT_LINE] = (Status.PASS, f"virt: {virt}" if virt else "virt: (empty)")
         elif listed:
             res[CHECK_VIRT_LINE] = (Status.FAIL, f"virt: {virt}: lists buslock, but {host.name} "
@@ -184,6 +194,7 @@ def evaluate(
     report = HostReport(host, [], run.infra_error, tail(run.console or run.output),
                         run.kernel_note, run.accel, run.duration, dict(run.logs))
     out = parse_output(run.output)
+    report.seen = out.seen()
     if not run.infra_error and not out.done:
         report.infra_error = "the host stopped before the tests finished (no KSERIES-DONE)"
     if not out.facts and report.infra_error:

@@ -3,7 +3,9 @@ a summary JSON, the rows of the console table, and the exit code.
 
 Layout of the results directory::
 
-    summary.json          every host, every check and test, expected vs actual
+    summary.json          what ran (the series, its tip and base, the kernel's
+                          sha256) and every host: its CPU as seen, how it ran,
+                          every check and test, expected vs actual, KTAP lines
     junit.xml             one <testsuite> per host (Jenkins, GitLab)
     results.ktap          one KTAP document, a subtest block per host
     <host>/result.json    that host alone
@@ -26,6 +28,7 @@ from typing import Any
 
 from kseries.errors import KseriesError
 from kseries.run import ktap
+from kseries.run.identity import SeriesId
 from kseries.run.ktap import Status
 from kseries.run.outcome import HostReport, TestOutcome
 
@@ -41,6 +44,7 @@ class RunReport:
     patched: bool
     baseline: str = ""  # where the baseline came from, "" if none
     notes: list[str] = field(default_factory=list)
+    series: SeriesId = field(default_factory=SeriesId)
 
     @property
     def exit_code(self) -> int:
@@ -105,13 +109,15 @@ def host_dict(h: HostReport) -> dict[str, Any]:
         "host": h.host.name, "vendor": h.host.vendor, "transport": h.host.transport,
         "description": h.host.describe(), "supports": sorted(h.host.supports),
         "verdict": h.verdict, "infra_error": h.infra_error, "accel": h.accel,
-        "kernel": h.kernel_note, "duration_s": round(h.duration, 3), "notes": h.notes,
+        "kernel": h.kernel_note, "built_kernel": h.built_kernel, "seen": h.seen.to_json(),
+        "duration_s": round(h.duration, 3), "notes": h.notes,
         "console_tail": h.console_tail if h.infra_error else [],
         "logs": {k: str(v) for k, v in h.logs.items()},
         "tests": [
             {"name": t.name, "kind": t.kind.value, "actual": t.actual.value, "reason": t.reason,
              "expected": sorted(s.value for s in t.expected.statuses),
-             "expected_reason": t.expected.reason, "ok": t.ok, "seconds": t.seconds}
+             "expected_reason": t.expected.reason, "ok": t.ok, "seconds": t.seconds,
+             "ktap": t.output}
             for t in h.tests
         ],
     }
@@ -119,7 +125,8 @@ def host_dict(h: HostReport) -> dict[str, Any]:
 
 def summary_dict(report: RunReport) -> dict[str, Any]:
     return {
-        "schema": SCHEMA, "kernel": str(report.kernel), "patched": report.patched,
+        "schema": SCHEMA, "series": report.series.to_json(),
+        "kernel": str(report.kernel), "patched": report.patched,
         "baseline": report.baseline, "exit_code": report.exit_code, "notes": report.notes,
         "hosts": [host_dict(h) for h in report.hosts],
     }

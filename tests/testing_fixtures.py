@@ -1,0 +1,97 @@
+"""FIXTURES for the Testing done block and the gate: lab results that cannot be made here.
+
+No machine here has a CPU with the Bus Lock Threshold or Intel's bus lock
+detection, and QEMU emulates neither. ``lab_results`` therefore writes the
+results of a lab run on two such hosts: the output each host's run-tests would
+print (facts from /proc/cpuinfo, KTAP with kvm_buslock_test's own lines) is
+written out here, and everything after it is kseries' own code: ``evaluate``
+judges it against what the hosts declare, ``results.write`` writes the
+directory exactly as ``kseries run -o DIR`` does. Only the printed output is a
+fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kseries.base.bases import Base
+from kseries.run import results
+from kseries.run.identity import SeriesId
+from kseries.run.inventory import (
+    Host,
+    Kind,
+    SshSettings,
+    TestPlan,
+    check_expectations,
+    test_expectation,
+)
+from kseries.run.outcome import GuestRun, HostReport, evaluate
+
+PLAN = TestPlan(smoke=(), feature="kvm_buslock_test")
+LAB_AMD = Host("lab-epyc-9005", "amd", "ssh",
+               frozenset({"svm", "nested", "bus_lock_threshold"}),
+               ssh=SshSettings("epyc-9005.lab.example.org", install_hook=("kexec-kernel",)))
+LAB_INTEL = Host("lab-xeon-spr", "intel", "ssh",
+                 frozenset({"vmx", "nested", "bus_lock_detect"}),
+                 ssh=SshSettings("xeon-spr.lab.example.org", install_hook=("kexec-kernel",)))
+
+# What run-tests prints on each (FIXTURE: hardware that is not here).
+_OUTPUT = """\
+KSERIES-FACTS-BEGIN
+uname=6.12.117
+dev_kvm=yes
+cpu_vendor={vendor}
+cpu_model={model}
+cpu_flags=fpu vme de pse tsc msr pae {ext} {flag}
+virt_line=yes
+virt={virt}
+kvm_log=[    1.000000] {module}: {module_line}
+KSERIES-FACTS-END
+KSERIES-KTAP-BEGIN
+KTAP version 1
+1..1
+# TAP version 13
+# 1..2
+# # {like} bus lock exits, nested guest: {nested}
+# ok 1 L1: 100 bus lock exits
+# ok 2 L2: 100 bus lock exits
+# # Totals: pass:2 fail:0 xfail:0 xpass:0 skip:0 error:0
+# kseries-time: 0.52
+ok 1 kvm_buslock_test
+KSERIES-KTAP-END
+KSERIES-DMESG-BEGIN
+[    1.000000] {module}: {module_line}
+KSERIES-DMESG-END
+KSERIES-DONE
+"""
+OUTPUTS = {
+    LAB_AMD.name: _OUTPUT.format(vendor="AuthenticAMD", model="AMD EPYC 9555 64-Core Processor",
+                                 ext="svm", flag="split_lock_detect", virt="buslock",
+                                 module="kvm_amd", module_line="Nested Virtualization enabled",
+                                 like="Fault-like (AMD)", nested="SVM"),
+    LAB_INTEL.name: _OUTPUT.format(vendor="GenuineIntel",
+                                   model="Intel(R) Xeon(R) Platinum 8480+",
+                                   ext="vmx", flag="split_lock_detect bus_lock_detect", virt="",
+                                   module="kvm_intel", module_line="nested enabled",
+                                   like="Trap-like (Intel)", nested="VMX"),
+}
+
+
+def host_report(host: Host) -> HostReport:
+    exp = check_expectations(host, patched=True)
+    exp[PLAN.feature] = test_expectation(host, PLAN, PLAN.feature)
+    run = GuestRun(output=OUTPUTS[host.name], duration=1.0,
+                   kernel_note="built kernel bzImage installed by the hook; "
+                               "the host runs 6.12.117")
+    return evaluate(host, run, [PLAN.feature], {PLAN.feature: Kind.FEATURE}, exp)
+
+
+def lab_results(out: Path, base: Base, tip: str, hosts: tuple[Host, ...] = (LAB_AMD, LAB_INTEL),
+                *, base_commit: str = "") -> Path:
+    """FIXTURE: write ``out`` as `kseries run -o out` would on lab ``hosts`` for ``tip``."""
+    sid = SeriesId("buslock", 2, tip, True, base.label, base_commit or base.commit,
+                   base.describe, "f" * 64, "FIXTURE: a lab's kseries build record")
+    report = results.RunReport([host_report(h) for h in hosts], out, Path("/lab/bzImage"),
+                               True, "", [], sid)
+    results.write(report)
+    return out

@@ -1,0 +1,107 @@
+"""A run's results read back from disk (summary.json), for those who report on them.
+
+``kseries submit --results DIR`` reads the results of runs made here or in a
+lab: what was run (``SeriesId``), and for each host its CPU as seen, how it
+ran, and each check and test with its KTAP lines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kseries.errors import KseriesError
+from kseries.run.identity import Seen, SeriesId
+from kseries.run.results import SCHEMA
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    __test__ = False  # not a pytest test class, despite the name
+
+    name: str
+    kind: str  # check / smoke / feature
+    actual: str  # PASS / FAIL / SKIP / ERROR
+    reason: str
+    expected: tuple[str, ...]
+    expected_reason: str
+    ok: bool
+    ktap: tuple[str, ...]  # the test's own output lines, e.g. "ok 1 L1: 100 bus lock exits"
+
+    @property
+    def against_baseline(self) -> bool:
+        """Its expectation came from the same run on the unpatched base."""
+        return self.expected_reason.startswith("as on the unpatched base")
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    name: str
+    vendor: str  # as the inventory declares it
+    transport: str  # qemu / ssh / local
+    accel: str  # kvm / tcg for qemu hosts
+    description: str
+    supports: frozenset[str]  # capabilities the inventory declares
+    verdict: str  # pass / fail / infra
+    infra_error: str
+    built_kernel: bool  # booted the run's kernel, not its own
+    kernel_note: str
+    seen: Seen
+    tests: tuple[TestRecord, ...]
+
+    def test(self, name: str) -> TestRecord | None:
+        return next((t for t in self.tests if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    path: Path  # the summary.json read
+    series: SeriesId
+    patched: bool
+    baseline: str
+    hosts: tuple[HostRecord, ...]
+
+
+def load(path: Path) -> RunRecord:
+    """The run in ``path``: a `kseries run -o DIR` directory or its summary.json."""
+    summary = path / "summary.json" if path.is_dir() else path
+    try:
+        data = json.loads(summary.read_text())
+    except OSError as exc:
+        raise KseriesError(f"{summary}: cannot read run results ({exc.strerror})",
+                           hint="give the directory of `kseries run -o DIR`") from exc
+    except ValueError as exc:
+        raise KseriesError(f"{summary}: not JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise KseriesError(f"{summary}: not the summary of a kseries run",
+                           hint=f"expected schema {SCHEMA!r}")
+    try:
+        return RunRecord(summary, SeriesId.from_json(data.get("series") or {}),
+                         bool(data.get("patched")), str(data.get("baseline", "")),
+                         tuple(_host(h) for h in data.get("hosts", [])))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise KseriesError(f"{summary}: a host or test entry is malformed ({exc!r})",
+                           hint="write it with kseries run") from exc
+
+
+def _host(h: dict[str, Any]) -> HostRecord:
+    return HostRecord(
+        name=str(h["host"]), vendor=str(h["vendor"]), transport=str(h["transport"]),
+        accel=str(h.get("accel", "")), description=str(h.get("description", "")),
+        supports=frozenset(str(s) for s in h.get("supports", [])),
+        verdict=str(h.get("verdict", "")), infra_error=str(h.get("infra_error", "")),
+        built_kernel=bool(h.get("built_kernel", False)), kernel_note=str(h.get("kernel", "")),
+        seen=Seen.from_json(h.get("seen") or {}),
+        tests=tuple(_test(t) for t in h.get("tests", [])),
+    )
+
+
+def _test(t: dict[str, Any]) -> TestRecord:
+    return TestRecord(
+        name=str(t["name"]), kind=str(t.get("kind", "")), actual=str(t["actual"]),
+        reason=str(t.get("reason", "")), expected=tuple(str(s) for s in t.get("expected", [])),
+        expected_reason=str(t.get("expected_reason", "")), ok=bool(t.get("ok", False)),
+        ktap=tuple(str(line) for line in t.get("ktap", [])),
+    )
