@@ -110,8 +110,8 @@ def test_changelog_comes_from_the_manifest(series_612: RenderedSeries, tmp_path:
     text = read_mail(box.files[0]).get_content()
     for entry in series_612.manifest.changelog:
         assert f"\n{entry.version}\n" in text
-        for item in entry.items:
-            assert f"- {item}" in text
+        for item in entry.items:  # wrapped at 75 columns under its "- "
+            assert f"- {' '.join(item.split())}" in " ".join(text.split("\n  "))
     v2 = outbox.Version.of(series_612.manifest)
     assert outbox.changelog_gap(series_612.manifest, v2) == ""
     gap = outbox.changelog_gap(series_612.manifest, outbox.Version.of(series_612.manifest, 3))

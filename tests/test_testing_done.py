@@ -272,8 +272,8 @@ def test_gate_rules_are_data(tmp_path: Path) -> None:
             manifests.HostRule("intel", "bus_lock_detect", "PASS"))
     merged = manifests.load(fx.TEMPLATES / "series" / "merged").gate
     assert merged == (manifests.CheckRule("all"), *both)  # the shipped merged series
-    t = tmp_path / "v2"
-    shutil.copytree(fx.TEMPLATES / "series" / "v2", t)
+    shutil.copytree(fx.TEMPLATES / "series", tmp_path / "series")  # with common/
+    t = tmp_path / "series" / "v2"
     assert manifests.load(t).gate == (manifests.CheckRule("all"),)
     text = (t / "series.toml").read_text().replace('[[gate]]\ncheck = "all"\n', "")
     (t / "series.toml").write_text(text)
