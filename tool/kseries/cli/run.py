@@ -19,7 +19,7 @@ from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST, TEMPLATES
 from kseries.cli.ui import interactive
 from kseries.errors import KseriesError
-from kseries.run import harness, initramfs, inventory, lava, results
+from kseries.run import harness, initramfs, inventory, lava, lava_results, results
 from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="write one LAVA job definition per host instead of running")
     p.add_argument("--lava-url", default="", metavar="URL",
                    help="where the lab fetches bzImage and initramfs.cpio (default: file://)")
+    p.add_argument("--lava-results", type=Path, metavar="DIR",
+                   help="instead of running, judge what LAVA jobs recorded: the dispatcher's "
+                   "output directory (job log, result.yaml, the job), a server's export, "
+                   "or a directory of such directories")
     p.set_defaults(func=cmd_run)
 
 
@@ -190,6 +194,8 @@ def from_build(args: argparse.Namespace) -> dict[str, Path]:
 def cmd_run(args: argparse.Namespace) -> int:
     inv = inventory.load(args.hosts)
     hosts = inv.select(args.host)
+    if args.lava_results:
+        return _read_lava(args, inv)
     if args.kernel is None and args.selftests is None and not args.test:
         tests = from_build(args)
     else:
@@ -219,6 +225,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         hosts, inv.plan, kernel=args.kernel, tests=tests, out_dir=out, kselftest=KSELFTEST,
         reporter=board, patched=not args.unpatched, baseline=baseline, jobs=args.jobs,
         accel=accel)
+    report.notes.append(f"base: {args.base}")
+    print_table(report)
+    return report.exit_code
+
+
+def _read_lava(args: argparse.Namespace, inv: inventory.Inventory) -> int:
+    baseline = results.load_baseline(args.baseline) if args.baseline else None
+    report = lava_results.run_report(args.lava_results, inv, args.output,
+                                     patched=not args.unpatched, baseline=baseline,
+                                     host=args.host[0] if len(args.host) == 1 else "")
+    results.write(report)
     report.notes.append(f"base: {args.base}")
     print_table(report)
     return report.exit_code
