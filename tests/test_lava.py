@@ -71,6 +71,7 @@ def check_structure(job: dict[str, Any]) -> None:
         # LAVA appends its test overlay to the initramfs.
         assert image["format"] == "cpio.newc" and image["overlays"] == {"lava": True}
     assert boot["prompts"] == [lava.PROMPT]
+    assert boot["parameters"]["kernel-start-message"] == lava.START_MESSAGE
     (definition,) = test["definitions"]
     assert definition["from"] == "inline" and definition["name"] == lava.DEFINITION
     assert definition["repository"]["run"]["steps"] == [lava.LAVA_TESTS]
@@ -78,6 +79,7 @@ def check_structure(job: dict[str, Any]) -> None:
     # and lava-tests records every test with lava-test-case, a skip as a skip.
     init = (KSELFTEST / "guest" / "init").read_text()
     assert lava.LAVA_FLAG in init and f"PS1='{lava.PROMPT}'" in init
+    assert f'echo "{lava.START_MESSAGE}"' in init
     lava_tests = (KSELFTEST / "guest" / "lava-tests").read_text()
     assert 'lava-test-case "$name" --result "$result"' in lava_tests
     assert '"ok "*" # SKIP"*) result=skip' in lava_tests

@@ -254,7 +254,7 @@ def _write_lava(args: argparse.Namespace, inv: inventory.Inventory,
     rd_url = f"{base}/initramfs.cpio" if base else rd.resolve().as_uri()
     accel = Accel("kvm", "--accel kvm") if args.accel == "kvm" else Accel("tcg", "default")
     paths = lava.write_jobs(hosts, inv.plan, d, kernel_url=kernel_url, initramfs_url=rd_url,
-                            accel=accel)
+                            accel=accel, tests=list(tests))
     for p in paths:
         print(p)
     print(f"initramfs: {rd}" + (f" (publish it and {args.kernel} under {base}/)" if base else ""))

@@ -28,6 +28,9 @@ from kseries.run.qemu import Accel, cmdline
 
 LAVA_FLAG = "kseries.lava"  # on the kernel command line: init starts a shell for LAVA
 PROMPT = "kseries-lava# "  # the PS1 of that shell (kselftest/guest/init)
+# What init prints before that shell. LAVA waits for it in place of its default
+# kernel start message ("Linux version"), which loglevel=4 keeps off the console.
+START_MESSAGE = "kseries-lava: a shell for LAVA"
 DEFINITION = "kseries-kselftest"  # the test definition; LAVA's suite is "0_" + this
 LAVA_TESTS = "/kseries/lava-tests"  # in the initramfs (kselftest/guest/lava-tests)
 RESULTS = ("pass", "fail", "skip", "unknown")  # what lava-tests records
@@ -42,7 +45,7 @@ def kernel_args(accel: Accel) -> str:
     return f"{cmdline(accel)} {LAVA_FLAG}"
 
 
-def test_definition(host: Host, plan: TestPlan, timeout_s: float) -> dict[str, Any]:
+def test_definition(host: Host, tests: list[str], timeout_s: float) -> dict[str, Any]:
     """The inline test definition: lava-tests records one LAVA test case per test."""
     return {
         "timeout": _minutes(timeout_s),
@@ -54,7 +57,7 @@ def test_definition(host: Host, plan: TestPlan, timeout_s: float) -> dict[str, A
                 "metadata": {
                     "format": "Lava-Test Test Definition 1.0",
                     "name": DEFINITION,
-                    "description": f"kseries: {', '.join(plan.names())} on {host.name}",
+                    "description": f"kseries: {', '.join(tests)} on {host.name}",
                 },
                 "run": {"steps": [LAVA_TESTS]},
             },
@@ -63,9 +66,13 @@ def test_definition(host: Host, plan: TestPlan, timeout_s: float) -> dict[str, A
 
 
 def job(host: Host, plan: TestPlan, *, kernel_url: str, initramfs_url: str, accel: Accel,
-        priority: str = "medium", visibility: str = "public") -> dict[str, Any]:
-    """The job definition for ``host``, as a dict ready for YAML."""
-    tests = plan.names()
+        tests: list[str] | None = None, priority: str = "medium",
+        visibility: str = "public") -> dict[str, Any]:
+    """The job definition for ``host``, as a dict ready for YAML.
+
+    ``tests`` are the ones the initramfs carries (default: the plan's).
+    """
+    tests = list(tests) if tests is not None else plan.names()
     run_s = plan.test_timeout * len(tests) + 60
     boot_s = host.qemu.timeout if host.qemu else 300.0
     deploy, boot, context, device_type = _platform(host, kernel_url, initramfs_url, accel,
@@ -84,7 +91,7 @@ def job(host: Host, plan: TestPlan, *, kernel_url: str, initramfs_url: str, acce
         "actions": [
             {"deploy": deploy},
             {"boot": boot},
-            {"test": test_definition(host, plan, run_s)},
+            {"test": test_definition(host, tests, run_s)},
         ],
     }
     if context:
@@ -118,7 +125,7 @@ def _platform(host: Host, kernel_url: str, initramfs_url: str, accel: Accel,
             },
         }
         boot = {"method": "qemu", "media": "tmpfs", "timeout": _minutes(boot_s),
-                "prompts": [PROMPT]}
+                "prompts": [PROMPT], "parameters": {"kernel-start-message": START_MESSAGE}}
         return deploy, boot, context, str(host.lava.get("device_type", "qemu"))
     device_type = host.lava.get("device_type")
     if not device_type:
@@ -129,7 +136,7 @@ def _platform(host: Host, kernel_url: str, initramfs_url: str, accel: Accel,
     deploy = {"to": "tftp", "timeout": _minutes(300),
               "kernel": {"url": kernel_url}, "ramdisk": _ramdisk(initramfs_url)}
     boot = {"method": method, "commands": commands, "timeout": _minutes(boot_s),
-            "prompts": [PROMPT]}
+            "prompts": [PROMPT], "parameters": {"kernel-start-message": START_MESSAGE}}
     return deploy, boot, {"extra_kernel_args": kernel_args(Accel("kvm", "lab"))}, str(device_type)
 
 
@@ -141,14 +148,15 @@ def dump(d: dict[str, Any]) -> str:
 
 
 def write_jobs(hosts: tuple[Host, ...] | list[Host], plan: TestPlan, out_dir: Path, *,
-               kernel_url: str, initramfs_url: str, accel: Accel) -> list[Path]:
+               kernel_url: str, initramfs_url: str, accel: Accel,
+               tests: list[str] | None = None) -> list[Path]:
     """One ``<host>.yaml`` per host in ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for h in hosts:
         path = out_dir / f"{h.name}.yaml"
         text = dump(job(h, plan, kernel_url=kernel_url, initramfs_url=initramfs_url,
-                        accel=accel))
+                        accel=accel, tests=tests))
         path.write_text(f"# LAVA job for {h.describe()}; submit: lavacli jobs submit {path.name}\n"
                         + text)
         paths.append(path)

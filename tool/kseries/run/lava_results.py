@@ -3,8 +3,9 @@
 A job's record is a directory (or a directory of them, one per job) holding
 any of these YAML files, told apart by their content, not their names:
 
-- the job log: LAVA's list of ``{dt, lvl, msg}`` entries, as ``lava-run``
-  prints it or ``lavacli jobs logs --raw ID`` exports it. Its ``target`` lines
+- the job log: LAVA's ``{dt, lvl, msg}`` entries, one YAML flow mapping a
+  line as ``lava-run`` prints them, or the YAML list ``lavacli jobs logs --raw ID``
+  exports. Its ``target`` lines
   are the console (run-tests' facts, KTAP and dmesg), its ``results`` entries
   the test cases lava-test-case recorded and the job's own result;
 - a server's results export (``lavacli results --yaml ID``, or the web UI's
@@ -65,13 +66,20 @@ class Record:
         return {c.name: c for c in self.cases if c.suite.endswith(DEFINITION)}
 
 
-def _yaml(path: Path) -> Any:
+def load(path: Path) -> Any:
+    """A YAML document; lava-run's own log (one flow mapping a line) as their list."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(path.read_text(errors="replace"), Loader=loader)
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise KseriesError(f"{path}: cannot read it ({exc.strerror})") from exc
+    if text.lstrip().startswith("{"):  # one flow mapping a line: make them a list
+        text = "\n".join(f"- {line}" for line in text.splitlines() if line.strip())
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
         raise KseriesError(f"{path}: not readable as LAVA YAML ({exc})") from exc
 
 
@@ -152,7 +160,7 @@ def read_dir(path: Path) -> Record:
     found = False
     files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     # The log first: where there is one, a results export of the same job adds nothing.
-    docs = [(p, _yaml(p)) for p in files]
+    docs = [(p, load(p)) for p in files]
     docs.sort(key=lambda pd: not (isinstance(pd[1], list) and pd[1] and "lvl" in pd[1][0]))
     for _, data in docs:
         found = _take(rec, data) or found
