@@ -200,7 +200,8 @@ def lost(exc: SshFailure, output: str, t0: float, note: str, notes: list[str],
     last = " | ".join(seen) if seen else "nothing"
     (work / "output.log").write_text(output)
     return GuestRun(output=output, console=output,
-                    infra_error=f"host lost during the run: {exc.message}; last output: {last}",
+                    infra_error=f"host lost during the run: {exc.message.rstrip('.')}; "
+                                f"last output: {last}",
                     kernel_note=note, duration=time.monotonic() - t0,
                     logs={"output": work / "output.log"}, notes=notes)
 
