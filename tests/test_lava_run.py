@@ -180,7 +180,6 @@ def test_lava_runs_the_job_and_records_what_kseries_sees(
     assert cases["kvm_buslock_test"] == "skip"
     excerpt = [e["msg"] for e in log_entries(log)
                if e.get("lvl") == "results" and e["msg"].get("definition") != "lava"]
-    print("\nLAVA-EXCERPT " + json.dumps(excerpt))
 
     # kseries reads the dispatcher's directory (with the job it wrote) as its own results.
     shutil.copy(job_path, dispatch / "job.yaml")
@@ -208,6 +207,7 @@ def test_lava_runs_the_job_and_records_what_kseries_sees(
     again = lava_results.run_report(tmp_path / "server", inv, tmp_path / "from-server",
                                     patched=not patched, baseline=None)
     assert {t.name: (t.actual.value, t.ok) for t in again.hosts[0].tests} == mine
+    print("\nLAVA-EXCERPT " + json.dumps(excerpt))
 
 
 def test_a_results_export_alone_judges_the_tests(tmp_path: Path) -> None:
