@@ -167,9 +167,10 @@ def test_lava_runs_the_job_and_records_what_kseries_sees(
     dispatch.mkdir()
     device = render_device(job, tmp_path)
     log = dispatch / "log.yaml"
-    r = proc.run([LAVA_RUN, "--job-id", "1", "--output-dir", str(dispatch), "--device",
-                  str(device), str(job_path)], timeout=900, check=False, what="lava-run",
-                 env={"PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ.get("PATH", "")})
+    # The job id names LAVA's scratch directory (/var/lib/lava/dispatcher/tmp/ID): ours alone.
+    r = proc.run([LAVA_RUN, "--job-id", str(os.getpid()), "--output-dir", str(dispatch),
+                  "--device", str(device), str(job_path)], timeout=900, check=False,
+                 what="lava-run")
     log.write_text(r.stderr)
     assert r.returncode == 0, "\n".join(r.stderr.splitlines()[-30:])
     assert yaml.safe_load((dispatch / "result.yaml").read_text())["result"] == "pass"
@@ -207,6 +208,19 @@ def test_lava_runs_the_job_and_records_what_kseries_sees(
     again = lava_results.run_report(tmp_path / "server", inv, tmp_path / "from-server",
                                     patched=not patched, baseline=None)
     assert {t.name: (t.actual.value, t.ok) for t in again.hosts[0].tests} == mine
+    # Against a baseline (the same tests on the unpatched base's kernel, run by kseries),
+    # as for its own runs: the stand-in fails there too, so its failure is expected.
+    if kernels.patched_kernel is not None:
+        base = tmp_path / "own-base"
+        harness.run_hosts(amd, plan, kernel=kernels.kernel, tests=tests, out_dir=base,
+                          kselftest=KSELFTEST, reporter=RecordingReporter(), patched=False,
+                          accel="tcg")
+        code = run_cli(["run", "--lava-results", str(dispatch), "--baseline", str(base),
+                        "-o", str(tmp_path / "from-lava-vs-base")])
+        text = capsys.readouterr().out
+        assert code == 0, text
+        assert "as on the unpatched base: FAIL" in (
+            tmp_path / "from-lava-vs-base" / "summary.json").read_text()
     print("\nLAVA-EXCERPT " + json.dumps(excerpt))
 
 

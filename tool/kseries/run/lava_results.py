@@ -22,6 +22,7 @@ checks, and the report says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ class Record:
     job_result: str = ""  # LAVA's "lava/job" case: pass / fail ("" if unknown)
     job_error: str = ""
     has_log: bool = False
+    seconds: float = 0.0  # from the log's first entry to its last
     planned: list[str] = field(default_factory=list)  # the job's kseries.tests metadata
 
     def tests(self) -> dict[str, Case]:
@@ -92,6 +94,13 @@ def _seconds(value: Any) -> float:
 
 def _take_log(rec: Record, entries: list[dict[str, Any]]) -> None:
     rec.has_log = True
+    stamps = [str(e["dt"]) for e in entries if e.get("dt")]
+    if stamps:
+        try:
+            span = datetime.fromisoformat(stamps[-1]) - datetime.fromisoformat(stamps[0])
+            rec.seconds = span.total_seconds()
+        except ValueError:
+            pass
     for e in entries:
         lvl, msg = e.get("lvl"), e.get("msg")
         if lvl == "target" and isinstance(msg, str):
@@ -167,7 +176,8 @@ def read_dir(path: Path) -> Record:
     if not found:
         raise KseriesError(f"{path}: no LAVA job log, results or job definition here",
                            hint="save `lava-run ... 2> DIR/log.yaml`, or `lavacli jobs logs "
-                           "--raw ID > DIR/log.yaml` and `lavacli results --yaml ID`")
+                           "--raw ID > DIR/log.yaml` and `lavacli results ID --yaml > "
+                           "DIR/results.yaml`")
     return rec
 
 
@@ -227,7 +237,8 @@ def guest_run(rec: Record, tests: list[str]) -> GuestRun:
     if finished:
         parts.append(DONE)
     return GuestRun(output="\n".join(parts) + "\n", console=console, infra_error=infra,
-                    kernel_note=f"LAVA job {rec.source.name}: kernel {rec.kernel or 'unknown'}")
+                    kernel_note=f"LAVA job {rec.source.name}: kernel {rec.kernel or 'unknown'}",
+                    duration=rec.seconds)
 
 
 def host_reports(records: list[Record], inv: Inventory, out_dir: Path, *, patched: bool,
@@ -262,6 +273,6 @@ def run_report(source: Path, inv: Inventory, out_dir: Path, *, patched: bool,
     records = read(source)
     reports = host_reports(records, inv, out_dir, patched=patched, baseline=baseline,
                            host=host)
-    kernels = sorted({r.kernel for r in records if r.kernel})
+    kernels = sorted({r.kernel.removeprefix("file://") for r in records if r.kernel})
     return RunReport(reports, out_dir, Path(kernels[0] if len(kernels) == 1 else "-"), patched,
                      baseline.source if baseline else "", [f"LAVA results read from {source}"])
