@@ -10,6 +10,9 @@ KSERIES := $(VENV)/bin/kseries
 APT_PACKAGES := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
 	python3-venv qemu-system-x86 busybox-static ccache dwarves gdb \
 	openssh-server openssh-client git-email rsync lava-common libxml2-utils
+# Installed without their Recommends: lava-dispatcher (lava-run, for the LAVA tests)
+# recommends a whole lab's services (lxc, tftpd, nfs, a kernel image) that kseries never uses.
+APT_LEAN := lava-dispatcher
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps apt venv lint typecheck pytest patches bench clean
@@ -23,13 +26,17 @@ deps: apt venv
 
 # Install the Debian packages that are missing (no apt-get update when none is).
 apt:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+	@missing() { for p in "$$@"; do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; \
-	done); \
-	if [ -n "$$missing" ]; then \
-		echo "apt-get install $$missing"; \
+	done; }; \
+	full=$$(missing $(APT_PACKAGES)); lean=$$(missing $(APT_LEAN)); \
+	if [ -n "$$full$$lean" ]; then \
+		echo "apt-get install $$full $$lean"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+		{ [ -z "$$full" ] || DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -qq $$full >/dev/null; } && \
+		{ [ -z "$$lean" ] || DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -qq --no-install-recommends $$lean >/dev/null; }; \
 	fi
 
 venv: $(VENV)/.installed

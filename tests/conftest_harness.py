@@ -31,7 +31,7 @@ import pytest
 
 from kseries import proc
 from kseries.base import bases
-from kseries.build import artifacts
+from kseries.build import artifacts, profiles
 from kseries.errors import KseriesError
 from kseries.run import inventory
 from kseries.run.inventory import TestPlan
@@ -81,9 +81,28 @@ def existing_artifacts() -> VmArtifacts | None:
         return None
     if unpatched.kernel is None or not unpatched.kernel.is_file():
         return None
+    if not (configured_as_now(unpatched) and configured_as_now(patched)):
+        return None  # built before the profile changed (e.g. kselftest/vm.config): rebuild
     if not all(p.is_file() for p in patched.selftests.values()):
         return None
     return VmArtifacts(unpatched.kernel, dict(patched.selftests), patched.kernel)
+
+
+def configured_as_now(built: artifacts.Artifacts) -> bool:
+    """Whether ``built`` was configured from its profile as the checkout has it now."""
+    try:
+        stamp = (built.build_dir / ".kseries-config").read_text().split()
+        profile = profiles.load_profile(ROOT / "templates", built.profile)
+    except (OSError, KseriesError):
+        return False
+    return bool(stamp) and stamp[-1] == profile.stamp()
+
+
+def artifacts_or_build() -> VmArtifacts:
+    """The vm kernels and selftests: from the cache, else built once (the slow way)."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
+    return existing_artifacts() or build_artifacts()
 
 
 def require_artifacts() -> VmArtifacts:

@@ -4,7 +4,6 @@ the structure LAVA expects."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,17 +66,23 @@ def check_structure(job: dict[str, Any]) -> None:
     else:
         assert deploy["to"] == "tftp" and deploy["kernel"]["url"] and deploy["ramdisk"]["url"]
         assert boot["method"] and boot["commands"]
-    (mon,) = test["monitors"]
-    assert re.fullmatch(r"[-_a-zA-Z0-9.]+", mon["name"])
-    pattern = re.compile(mon["pattern"])
-    assert {"result", "test_case_id"} <= set(pattern.groupindex)
-    m = pattern.search("ok 3 kvm_buslock_test # SKIP Requirement not met")
-    assert m and mon["fixupdict"][m["result"]] == "pass" and m["test_case_id"] == "kvm_buslock_test"
-    m = pattern.search("not ok 2 smm_test # exit code 254")
-    assert m and mon["fixupdict"][m["result"]] == "fail"
-    # The monitor's markers are the ones the guest's run-tests prints.
-    run_tests = (KSELFTEST / "guest" / "run-tests").read_text()
-    assert f'echo "{mon["start"]}"' in run_tests and f'echo "{mon["end"]}"' in run_tests
+    for image in ([deploy["images"]["ramdisk"]] if deploy["to"] == "tmpfs" else
+                  [deploy["ramdisk"]]):
+        # LAVA appends its test overlay to the initramfs.
+        assert image["format"] == "cpio.newc" and image["overlays"] == {"lava": True}
+    assert boot["prompts"] == [lava.PROMPT]
+    assert boot["parameters"]["kernel-start-message"] == lava.START_MESSAGE
+    (definition,) = test["definitions"]
+    assert definition["from"] == "inline" and definition["name"] == lava.DEFINITION
+    assert definition["repository"]["run"]["steps"] == [lava.LAVA_TESTS]
+    # The guest side: init starts LAVA's shell with that prompt when the job asks for it,
+    # and lava-tests records every test with lava-test-case, a skip as a skip.
+    init = (KSELFTEST / "guest" / "init").read_text()
+    assert lava.LAVA_FLAG in init and f"PS1='{lava.PROMPT}'" in init
+    assert f'echo "{lava.START_MESSAGE}"' in init
+    lava_tests = (KSELFTEST / "guest" / "lava-tests").read_text()
+    assert 'lava-test-case "$name" --result "$result"' in lava_tests
+    assert '"ok "*" # SKIP"*) result=skip' in lava_tests
 
 
 @pytest.mark.parametrize("inv_name", ["hosts.toml", "lab-example.toml"])

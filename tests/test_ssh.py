@@ -72,19 +72,47 @@ def test_harness_over_ssh_reports_per_test(sshd: Sshd, tmp_path: Path) -> None:
     assert (tmp_path / "res" / "lab-epyc" / "result.json").is_file()
 
 
+def boot_header_image(path: Path, release: str, version: str) -> Path:
+    """A file with just an x86 boot header naming ``release`` and ``version``: the
+    loopback host cannot boot a kernel, so the "installed" kernel is the one it runs."""
+    data = bytearray(0x2000)
+    data[0x202:0x206] = b"HdrS"
+    text = f"{release} (builder@host) {version}".encode() + b"\0"
+    data[0x20E:0x210] = (0x1000 - 0x200).to_bytes(2, "little")
+    data[0x1000:0x1000 + len(text)] = text
+    path.write_bytes(bytes(data))
+    return path
+
+
 def test_install_hook_runs_and_waits_for_the_host(sshd: Sshd, tmp_path: Path) -> None:
     marker = tmp_path / "hook-ran"
     hook = tmp_path / "hook"
     hook.write_text(f"#!/bin/sh\necho \"$1 $2\" > {marker}\n")
     hook.chmod(0o755)
-    kernel = tmp_path / "bzImage"
-    kernel.write_bytes(b"kernel")
+    uname = os.uname()
+    kernel = boot_header_image(tmp_path / "bzImage", uname.release, uname.version)
     run = ssh.run(lab_host(sshd, hook=(str(hook), "{kernel}", "{user}@{address}")),
                   {"t": static_program(tmp_path, "t", PASS_PROGRAM)},
                   GuestFiles.from_dir(KSELFTEST), tmp_path / "w", kernel=kernel,
                   test_timeout=30)
     assert marker.read_text().split() == [str(kernel), f"{sshd.user}@127.0.0.1"]
-    assert "installed by the hook" in run.kernel_note
+    assert "installed by the hook" in run.kernel_note and uname.release in run.kernel_note
+    assert any(n.startswith("lifecycle: install ") for n in run.notes)
+
+
+def test_a_host_back_on_another_kernel_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    hook = tmp_path / "hook"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    kernel = boot_header_image(tmp_path / "bzImage", "6.12.0-built", "#7 SMP built")
+    report = harness.run_hosts([lab_host(sshd, hook=(str(hook),))], PLAN_FT, kernel=kernel,
+                               tests=binaries(tmp_path), out_dir=tmp_path / "res",
+                               kselftest=KSELFTEST, reporter=RecordingReporter(),
+                               patched=False)
+    err = report.hosts[0].infra_error
+    assert report.exit_code == 3
+    assert f"came back on kernel {os.uname().release} ({os.uname().version})" in err
+    assert "not the built 6.12.0-built (#7 SMP built)" in err
 
 
 def test_a_refused_key_is_an_infrastructure_failure(sshd: Sshd, tmp_path: Path) -> None:
@@ -134,8 +162,7 @@ def test_ssh_options_put_the_inventory_first() -> None:
 @pytest.mark.parametrize("hook", [("/bin/false",), ("{nope}",)])
 def test_a_failing_install_hook_is_reported(sshd: Sshd, tmp_path: Path,
                                             hook: tuple[str, ...]) -> None:
-    kernel = tmp_path / "bzImage"
-    kernel.write_bytes(b"k")
+    kernel = boot_header_image(tmp_path / "bzImage", "6.12.0", "#1")
     report = harness.run_hosts([lab_host(sshd, hook=hook)], PLAN_FT, kernel=kernel,
                                tests=binaries(tmp_path), out_dir=tmp_path / "res",
                                kselftest=KSELFTEST, reporter=RecordingReporter(), patched=False)

@@ -21,7 +21,7 @@ from kseries.cli.render import add_series_arg
 from kseries.cli.ui import done, drawn, interactive
 from kseries.errors import KseriesError
 from kseries.render.manifest import load as load_manifest
-from kseries.run import harness, identity, initramfs, inventory, lava, qemu, results
+from kseries.run import harness, identity, initramfs, inventory, lava, lava_results, qemu, results
 from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="write one LAVA job definition per host instead of running")
     p.add_argument("--lava-url", default="", metavar="URL",
                    help="where the lab fetches bzImage and initramfs.cpio (default: file://)")
+    p.add_argument("--lava-results", type=Path, metavar="DIR",
+                   help="instead of running, judge what LAVA jobs recorded: the dispatcher's "
+                   "output directory (job log, result.yaml, the job), a server's export, "
+                   "or a directory of such directories")
     p.set_defaults(func=cmd_run)
 
 
@@ -211,6 +215,8 @@ def identify(args: argparse.Namespace, kernel: Path | None, *,
 def cmd_run(args: argparse.Namespace) -> int:
     inv = inventory.load(args.hosts)
     hosts = inv.select(args.host)
+    if args.lava_results:
+        return _read_lava(args, inv)
     if args.kernel is None and args.selftests is None and not args.test:
         tests = from_build(args)
     else:
@@ -253,6 +259,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _read_lava(args: argparse.Namespace, inv: inventory.Inventory) -> int:
+    baseline = results.load_baseline(args.baseline) if args.baseline else None
+    report = lava_results.run_report(args.lava_results, inv, args.output,
+                                     patched=not args.unpatched, baseline=baseline,
+                                     host=args.host[0] if len(args.host) == 1 else "")
+    results.write(report)
+    report.notes.append(f"base: {args.base}")
+    print_table(report)
+    return report.exit_code
+
+
 def _write_lava(args: argparse.Namespace, inv: inventory.Inventory,
                 hosts: tuple[inventory.Host, ...], tests: dict[str, Path], out: Path) -> int:
     if args.kernel is None:
@@ -266,7 +283,7 @@ def _write_lava(args: argparse.Namespace, inv: inventory.Inventory,
     rd_url = f"{base}/initramfs.cpio" if base else rd.resolve().as_uri()
     accel = Accel("kvm", "--accel kvm") if args.accel == "kvm" else Accel("tcg", "default")
     paths = lava.write_jobs(hosts, inv.plan, d, kernel_url=kernel_url, initramfs_url=rd_url,
-                            accel=accel)
+                            accel=accel, tests=list(tests))
     for p in paths:
         print(p)
     print(f"initramfs: {rd}" + (f" (publish it and {args.kernel} under {base}/)" if base else ""))

@@ -176,21 +176,30 @@ def runs_built_kernel(host: Host) -> bool:
     return host.transport == "ssh" and host.ssh is not None and bool(host.ssh.install_hook)
 
 
-def expectations_for(host: Host, prepared: Prepared, patched: bool,
-                     baseline: Baseline | None) -> tuple[dict[str, Expectation], list[str]]:
+def expectations_for(host: Host, plan: TestPlan, tests: list[str], patched: bool,
+                     baseline: Baseline | None, *, built_kernel: bool | None = None,
+                     checks: bool = True) -> tuple[dict[str, Expectation], list[str]]:
+    """What each check and test should give on ``host``, and notes on how that was decided.
+
+    ``built_kernel``: whether the host ran the run's kernel (default: from its
+    transport); ``checks``: whether the kernel checks are judged at all (not
+    where only a lab's per-test results are known).
+    """
     notes: list[str] = []
-    if patched and not runs_built_kernel(host):
+    ran_built = runs_built_kernel(host) if built_kernel is None else built_kernel
+    if patched and not ran_built:
         notes.append("the host runs its own kernel: the virt line is not expected of it")
         patched = False
-    exp = check_expectations(host, patched=patched)
-    for name in prepared.tests:
-        exp[name] = test_expectation(host, prepared.plan, name)
+    exp = check_expectations(host, patched=patched) if checks else {}
+    for name in tests:
+        exp[name] = test_expectation(host, plan, name)
     if baseline is None:
         return exp, notes
     if host.name in baseline.broken:
         notes.append("the baseline run of this host failed: smoke tests not compared")
         return exp, notes
-    compared = [n for n, k in prepared.kinds.items() if k is Kind.SMOKE] + [CHECK_KERNEL_LOG]
+    compared = [n for n in tests if plan.kind(n) is Kind.SMOKE]
+    compared += [CHECK_KERNEL_LOG] if checks else []
     for name in compared:
         got = baseline.get(host.name, name)
         if got is None:
@@ -200,6 +209,32 @@ def expectations_for(host: Host, prepared: Prepared, patched: bool,
         exp[name] = expect(status, reason=f"as on the unpatched base: {status}"
                            + (f" ({reason})" if reason else ""))
     return exp, notes
+
+
+def judge(host: Host, run: GuestRun, plan: TestPlan, tests: list[str], work: Path, *,
+          patched: bool, baseline: Baseline | None, built_kernel: bool | None = None,
+          checks: bool = True) -> HostReport:
+    """``host``'s report from what it brought back: every transport's runs and LAVA's."""
+    work.mkdir(parents=True, exist_ok=True)
+    exp, notes = expectations_for(host, plan, tests, patched, baseline,
+                                  built_kernel=built_kernel, checks=checks)
+    report = evaluate(host, run, tests, {n: plan.kind(n) for n in tests}, exp)
+    report.built_kernel = runs_built_kernel(host) if built_kernel is None else built_kernel
+    report.notes.extend(notes)
+    out = parse_output(run.output)
+    for name, text in (("guest.ktap", out.ktap_text), ("dmesg.txt", out.dmesg)):
+        if text.strip():
+            (work / name).write_text(text)
+            report.logs[name.split(".")[0]] = work / name
+    return report
+
+
+def state_line(report: HostReport) -> str:
+    """PASS / FAIL / INFRA with the count or the reason, for the progress board."""
+    bad = sum(not t.ok for t in report.tests)
+    return {"pass": f"PASS ({len(report.tests)} as expected)",
+            "fail": f"FAIL ({bad} of {len(report.tests)} not as expected)",
+            "infra": f"INFRA ({report.infra_error})"}[report.verdict]
 
 
 def _run_host(host: Host, p: Prepared, work: Path, reporter: _Locked, patched: bool,
@@ -213,20 +248,8 @@ def _run_host(host: Host, p: Prepared, work: Path, reporter: _Locked, patched: b
         run = GuestRun(output="", infra_error=str(exc))
     except OSError as exc:  # a file that vanished, a full disk: still this host's failure
         run = GuestRun(output="", infra_error=f"{host.name}: {exc}")
-    exp, notes = expectations_for(host, p, patched, baseline)
-    report = evaluate(host, run, list(p.tests), p.kinds, exp)
-    report.built_kernel = runs_built_kernel(host)
-    report.notes.extend(notes)
-    out = parse_output(run.output)
-    for name, text in (("guest.ktap", out.ktap_text), ("dmesg.txt", out.dmesg)):
-        if text:
-            (work / name).write_text(text)
-            report.logs[name.split(".")[0]] = work / name
-    bad = sum(not t.ok for t in report.tests)
-    state = {"pass": f"PASS ({len(report.tests)} as expected)",
-             "fail": f"FAIL ({bad} of {len(report.tests)} not as expected)",
-             "infra": f"INFRA ({report.infra_error})"}[report.verdict]
-    reporter.update(f"{host.name}: {state} in {report.duration:.1f}s")
+    report = judge(host, run, p.plan, list(p.tests), work, patched=patched, baseline=baseline)
+    reporter.update(f"{host.name}: {state_line(report)} in {report.duration:.1f}s")
     return report
 
 

@@ -29,12 +29,13 @@ class GuestFiles:
     init: Path
     run_tests: Path
     probe_init: Path  # the accelerator probe's init: print a marker, reset
+    lava_tests: Path  # under a LAVA test shell: run-tests, then one lava-test-case per test
 
     @classmethod
     def from_dir(cls, kselftest: Path) -> GuestFiles:
         g = kselftest / "guest"
-        files = cls(g / "init", g / "run-tests", g / "probe-init")
-        for path in (files.init, files.run_tests, files.probe_init):
+        files = cls(g / "init", g / "run-tests", g / "probe-init", g / "lava-tests")
+        for path in (files.init, files.run_tests, files.probe_init, files.lava_tests):
             if not path.is_file():
                 raise KseriesError(f"{path}: guest file missing", hint="restore kselftest/guest/")
         return files
@@ -110,6 +111,7 @@ def build(
         w.symlink("bin/sh", "busybox")
         w.file("init", (init or guest.init).read_bytes(), 0o755)
         w.file(f"{GUEST_DIR}/run-tests", guest.run_tests.read_bytes(), 0o755)
+        w.file(f"{GUEST_DIR}/lava-tests", guest.lava_tests.read_bytes(), 0o755)
         settings = settings_text(list(tests), test_timeout).encode()
         w.file(f"{GUEST_DIR}/settings", settings, 0o644)
         for name, path in tests.items():

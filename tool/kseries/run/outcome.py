@@ -45,6 +45,7 @@ class GuestRun:
     accel: str = ""  # kvm / tcg for QEMU hosts
     duration: float = 0.0
     logs: dict[str, Path] = field(default_factory=dict)  # name -> file, e.g. "console"
+    notes: list[str] = field(default_factory=list)  # e.g. an ssh host's lifecycle timings
 
 
 @dataclass
@@ -192,7 +193,8 @@ def evaluate(
     when the kernel carries the series).
     """
     report = HostReport(host, [], run.infra_error, tail(run.console or run.output),
-                        run.kernel_note, run.accel, run.duration, dict(run.logs))
+                        run.kernel_note, run.accel, run.duration, dict(run.logs),
+                        list(run.notes))
     out = parse_output(run.output)
     report.seen = out.seen()
     if not run.infra_error and not out.done:
