@@ -18,6 +18,7 @@ Without any of them, a non-slow QEMU test skips and says so.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -32,6 +33,7 @@ import pytest
 from kseries import proc
 from kseries.base import bases
 from kseries.build import artifacts, profiles
+from kseries.cli import run as run_cmd
 from kseries.errors import KseriesError
 from kseries.run import inventory
 from kseries.run.inventory import TestPlan
@@ -51,6 +53,15 @@ class VmArtifacts:
     kernel: Path  # the unpatched base's kernel
     selftests: dict[str, Path]  # from the series' build: the smoke tests and kvm_buslock_test
     patched_kernel: Path | None = None  # the kernel with the series
+
+
+def run_cli(argv: list[str]) -> int:
+    """`kseries run ARGV` in this process, through its own parser (no error boundary)."""
+    parser = argparse.ArgumentParser(prog="kseries")
+    run_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
 
 
 def _find_tests(d: Path) -> dict[str, Path]:

@@ -12,7 +12,6 @@ conftest_harness); each VM boot under TCG takes a few seconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -29,10 +28,10 @@ from conftest_harness import (
     Sshd,
     VmArtifacts,
     artifacts_or_build,
+    run_cli,
     sshd_fixture,  # noqa: F401  (the "sshd" fixture)
     static_program,
 )
-from kseries.cli import run as run_cmd
 from kseries.run import bzimage
 from lab_vm import HOOK, LabKeys, LabMachine, build_rootfs, lab_machine, make_keys
 
@@ -122,14 +121,6 @@ def inventory(path: Path, m: LabMachine, *, tests: tuple[str, ...] = LAB_TESTS,
     lines += [f"{k} = {toml(v)}" for k, v in ssh.items()]
     path.write_text("\n".join(lines) + "\n" + more)
     return path
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kseries")
-    run_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
 
 
 def cli_tests(tests: dict[str, Path]) -> list[str]:

@@ -15,7 +15,6 @@ see conftest_harness), so that a failure is seen travelling through LAVA too.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -29,11 +28,11 @@ from conftest_harness import (
     KSELFTEST,
     VmArtifacts,
     artifacts_or_build,
+    run_cli,
     static_program,
 )
 from kseries import proc
 from kseries.base.cache import cache_root
-from kseries.cli import run as run_cmd
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
 from kseries.run import harness, inventory, lava_results
@@ -97,14 +96,6 @@ def render_device(job: dict[str, Any], out: Path) -> Path:
     path = out / "device.yaml"
     path.write_text(text)
     return path
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kseries")
-    run_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
 
 
 @pytest.fixture(scope="module")

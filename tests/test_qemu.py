@@ -7,7 +7,6 @@ conftest_harness). Each boot takes a few seconds under TCG.
 
 from __future__ import annotations
 
-import argparse
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,9 +23,9 @@ from conftest_harness import (
     build_artifacts,
     existing_artifacts,
     require_artifacts,
+    run_cli,
     static_program,
 )
-from kseries.cli import run as run_cmd
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
 from kseries.run import harness, initramfs, inventory, ktap, qemu, results
@@ -212,14 +211,6 @@ def test_kvm_probe_boots_the_kernel_or_says_why_not(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus"
     bogus.write_bytes(b"\0" * 4096)
     assert qemu.probe_kvm(bogus, guest, tmp_path / "bogus-probe", timeout=10)[0] is False
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kseries")
-    run_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
 
 
 def test_kseries_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

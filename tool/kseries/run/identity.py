@@ -7,7 +7,6 @@ submitted: same base commit, same series tip, and the kernel image's sha256.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from kseries.base.bases import Base
 from kseries.build import artifacts
 from kseries.errors import KseriesError
 from kseries.render.manifest import Manifest
+from kseries.run.initramfs import digest
 
 VM_PROFILE = "vm"  # the build profile whose bzImage the harness boots
 
@@ -76,12 +76,7 @@ class Seen:
                    str(d.get("kernel_release", "")))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = digest  # the kernel's identity in the results: its sha256
 
 
 def identify(kernel: Path | None, base: Base | None, base_label: str, manifest: Manifest,
