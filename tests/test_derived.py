@@ -211,3 +211,40 @@ def test_more_pio_paths_and_no_selftest_vendor_helper(derived: Derived, tmp_path
         assert "+\tif (unlikely(!kvm_is_linear_rip(vcpu, vcpu->arch.cui_linear_rip))) {" in text
         assert '"AuthenticAMD"' in text  # the test reads the vendor string itself
     git_am_applies(s, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_newer_shaped_base_applies_and_builds_at_every_patch(derived: Derived, tmp_path: Path,
+                                                              series: str) -> None:
+    """One tree with the newer shapes above that kbuild compiles, checked like a real base:
+    `git am` of each patch on a fresh worktree of it, then the kvm-x86 build at every patch
+    (its own build directory; ccache has the 6.12 objects that did not change)."""
+    from conftest import KSELFTEST, TEMPLATES
+    from kseries.check import checklist
+    from kseries.check.report import PASS
+    derived.edit("arch/x86/include/asm/svm.h", "\tu8 reserved_8[720];\n",
+                 "\tu8 reserved_8[40];\n"
+                 "\tu64 allowed_sev_features;\t/* Offset 0x138 */\n"
+                 "\tu64 guest_sev_features;\t\t/* Offset 0x140 */\n"
+                 "\tu8 reserved_9[664];\n")
+    derived.edit("arch/x86/include/asm/svm.h", "\tINTERCEPT_TLBSYNC,\n",
+                 "\tINTERCEPT_TLBSYNC,\n\tINTERCEPT_IDLE_HLT = 166,\n")
+    derived.edit("arch/x86/include/asm/cpufeatures.h",
+                 "#define X86_FEATURE_SVME_ADDR_CHK\t(15*32+28) /* SVME addr check */\n",
+                 "#define X86_FEATURE_SVME_ADDR_CHK\t(15*32+28) /* SVME addr check */\n"
+                 "#define X86_FEATURE_IDLE_HLT\t\t(15*32+30) /* IDLE HLT intercept */\n")
+    derived.edit("arch/x86/include/uapi/asm/svm.h",
+                 "#define SVM_EXIT_INVPCID       0x0a2\n",
+                 "#define SVM_EXIT_INVPCID       0x0a2\n#define SVM_EXIT_IDLE_HLT      0x0a6\n")
+    decls = ("unsigned long kvm_get_linear_rip(struct kvm_vcpu *vcpu);\n"
+             "bool kvm_is_linear_rip(struct kvm_vcpu *vcpu, unsigned long linear_rip);\n")
+    derived.edit("arch/x86/include/asm/kvm_host.h", decls, "")
+    derived.write("arch/x86/kvm/x86.h", derived.read("arch/x86/kvm/x86.h") + decls)
+    derived.commit()
+    b = bases.resolve(f"{derived.root}@derived", TEMPLATES)
+    ctx = checklist.prepare(b, TEMPLATES, TEMPLATES / "series" / series, KSELFTEST, None,
+                            tmp_path / "work")
+    report = checklist.run(ctx, ["applies", "build"], default=True)
+    for check in ("applies", "build"):
+        got = {c.row: c.status for c in report.cells if c.check == check}
+        assert got == {r: PASS for r in range(1, 6)}, (check, report.problems())
