@@ -54,7 +54,7 @@ typecheck:
 	$(VENV)/bin/mypy
 
 pytest:
-	$(VENV)/bin/pytest -ra
+	$(VENV)/bin/pytest -ra --durations=25
 
 # Regenerate the committed golden series: patches/SERIES/BASE, for both
 # series and both pinned Debian bases.
