@@ -20,8 +20,9 @@ from kseries.render.probe import Facts, facts_from_json
 from kseries.render.templating import search_path
 
 # The modules whose code decides a render's commits, relative to the package.
-CODE = ("render/series.py", "render/probe.py", "render/edits.py", "render/csource.py",
-        "base/objects.py", "render/templating.py", "render/manifest.py", "render/cache.py")
+CODE = ("render/series.py", "render/probe.py", "render/rip.py", "render/reading.py",
+        "render/edits.py", "render/csource.py", "base/objects.py", "render/templating.py",
+        "render/manifest.py", "render/cache.py")
 
 
 def _files(root: Path) -> list[Path]:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from kseries.errors import KseriesError
 from kseries.render import csource
+from kseries.render.reading import ProbeError, TreeReader, block_body, need
+from kseries.render.rip import (
+    KVM_HOST_H,
+    KVM_SVM_H,
+    NESTED_C,
+    X86_C,
+    X86_H,
+    Nested,
+    Rip,
+    probe_nested,
+    probe_rip,
+)
 
 CPUFEATURES = "arch/x86/include/asm/cpufeatures.h"
 SVM_H = "arch/x86/include/asm/svm.h"
 UAPI_SVM_H = "arch/x86/include/uapi/asm/svm.h"
 SVM_C = "arch/x86/kvm/svm/svm.c"
-NESTED_C = "arch/x86/kvm/svm/nested.c"
-X86_H = "arch/x86/kvm/x86.h"
-X86_C = "arch/x86/kvm/x86.c"
-KVM_HOST_H = "arch/x86/include/asm/kvm_host.h"
-KVM_SVM_H = "arch/x86/kvm/svm/svm.h"
 PROC_C = "arch/x86/kernel/cpu/proc.c"
 MKCAPFLAGS = "arch/x86/kernel/cpu/mkcapflags.sh"
 API_RST = "Documentation/virt/kvm/api.rst"
@@ -35,19 +41,6 @@ INTERCEPT_WORD, INTERCEPT_BIT = 5, 5
 COUNTER_OFFSET = 0x120
 EXIT_CODE = 0xA5
 TEST_NAME = "kvm_buslock_test"
-
-
-class TreeReader(Protocol):
-    def read(self, path: str) -> str | None:
-        """The file's text at the base commit, or None when it does not exist."""
-
-
-class ProbeError(KseriesError):
-    def __init__(self, path: str, expected: str, detail: str = "") -> None:
-        msg = f"{path}: cannot find {expected}"
-        if detail:
-            msg += f" ({detail})"
-        super().__init__(msg, hint="this base differs from what kseries knows; see the facts")
 
 
 @dataclass(frozen=True)
@@ -66,24 +59,6 @@ class Selftest:
     # The vendor test of the base's selftest library, as a C expression that
     # is true on an AMD host ("host_cpu_is_amd"); "" where it has none.
     amd_host: str
-
-
-@dataclass(frozen=True)
-class Rip:
-    """Where KVM keeps the linear RIP of an exit to userspace (the PIO paths)."""
-
-    pio_field: str  # the linear_rip line of struct kvm_pio_request, as written
-    cui_after: str  # the complete_userspace_io line of struct kvm_vcpu_arch
-    uses: tuple[tuple[str, str], ...]  # (function, line) of x86.c's uses of pio.linear_rip
-    declared_in: str  # the header declaring kvm_get_linear_rip() and kvm_is_linear_rip()
-
-
-@dataclass(frozen=True)
-class Nested:
-    """The nested SVM code the merged design's RIP tracking hooks into."""
-
-    cached_struct: str  # the first line of struct vmcb_ctrl_area_cached
-    vmrun_rip: str  # C expression: the L2 RIP that nested VMRUN enters (vmcb12's)
 
 
 @dataclass(frozen=True)
@@ -168,13 +143,6 @@ def probe(tree: TreeReader) -> Facts:
     )
 
 
-def need(tree: TreeReader, path: str) -> str:
-    text = tree.read(path)
-    if text is None:
-        raise ProbeError(path, "the file", "it does not exist in this base")
-    return text
-
-
 def probe_selftest(tree: TreeReader) -> Selftest:
     for name in ("Makefile.kvm", "Makefile"):
         mk = tree.read(f"{SELFTESTS}/{name}")
@@ -215,55 +183,6 @@ def probe_amd_host(processor_h: str) -> str:
     return ""
 
 
-def probe_rip(kvm_host: str, x86_c: str, x86_h: str) -> Rip:
-    pio = _enum_body(kvm_host, r"^struct kvm_pio_request\s*\{", KVM_HOST_H,
-                     "struct kvm_pio_request")
-    field = re.search(r"^[ \t]*unsigned long linear_rip;[ \t]*$", pio, re.M)
-    if not field:
-        raise ProbeError(KVM_HOST_H, "linear_rip in struct kvm_pio_request")
-    arch = _enum_body(kvm_host, r"^struct kvm_vcpu_arch\s*\{", KVM_HOST_H, "struct kvm_vcpu_arch")
-    cui = re.search(r"^[ \t]*int \(\*complete_userspace_io\)\(struct kvm_vcpu \*vcpu\);$",
-                    arch, re.M)
-    if not cui:
-        raise ProbeError(KVM_HOST_H, "complete_userspace_io in struct kvm_vcpu_arch")
-    uses = []
-    for m in re.finditer(r"^.*\bpio\.linear_rip\b.*$", x86_c, re.M):
-        fn = csource.enclosing_function(x86_c, m.start())
-        if fn is None:
-            raise ProbeError(X86_C, "the function around a use of pio.linear_rip",
-                             m.group(0).strip())
-        uses.append((fn, m.group(0)))
-    if not uses:
-        raise ProbeError(X86_C, "the PIO completions that use vcpu->arch.pio.linear_rip")
-    decl = r"\bunsigned long kvm_get_linear_rip\(struct kvm_vcpu \*vcpu\);"
-    where = [path for path, text in ((KVM_HOST_H, kvm_host), (X86_H, x86_h))
-             if re.search(decl, text) and "bool kvm_is_linear_rip(" in text]
-    if not where:
-        raise ProbeError(KVM_HOST_H, "the declarations of kvm_get_linear_rip() and "
-                         "kvm_is_linear_rip()", f"not in {KVM_HOST_H} nor {X86_H}")
-    return Rip(field.group(0), cui.group(0), tuple(uses), where[0])
-
-
-def probe_nested(svm_h: str, nested_c: str) -> Nested:
-    m = re.search(r"^struct vmcb_ctrl_area_cached\s*\{", svm_h, re.M)
-    if not m:
-        raise ProbeError(KVM_SVM_H, "struct vmcb_ctrl_area_cached")
-    sig = re.search(r"^static void nested_vmcb02_prepare_control\(([^)]*)\)", nested_c, re.M)
-    if not sig:
-        raise ProbeError(NESTED_C, "nested_vmcb02_prepare_control()")
-    params = sig.group(1)
-    rip = re.search(r"\bunsigned long (\w*rip\w*)", params)
-    vmcb12 = re.search(r"\bstruct vmcb \*(vmcb12)\b", params)
-    if rip:
-        expr = rip.group(1)
-    elif vmcb12:
-        expr = f"{vmcb12.group(1)}->save.rip"
-    else:
-        raise ProbeError(NESTED_C, "vmcb12's RIP in nested_vmcb02_prepare_control()",
-                         "neither a RIP parameter nor vmcb12")
-    return Nested(m.group(0), expr)
-
-
 def probe_cpufeature(text: str) -> Cpufeature:
     word = []
     for d in csource.defines(text, "X86_"):
@@ -286,7 +205,7 @@ def probe_cpufeature(text: str) -> Cpufeature:
 
 
 def _intercept_enum(text: str) -> tuple[str, list[csource.EnumEntry]]:
-    words = _enum_body(text, r"^enum intercept_words\s*\{", SVM_H, "enum intercept_words")
+    words = block_body(text, r"^enum intercept_words\s*\{", SVM_H, "enum intercept_words")
     wconst = {e.name: e.value for e in csource.enum_entries(words)}
     for m in re.finditer(r"^enum\s*\{", text, re.M):
         s, e = csource.block_at(text, m.start())
@@ -294,14 +213,6 @@ def _intercept_enum(text: str) -> tuple[str, list[csource.EnumEntry]]:
         if "INTERCEPT_VMRUN" in body:
             return body, csource.enum_entries(body, wconst)
     raise ProbeError(SVM_H, "the intercept bit enum (the one with INTERCEPT_VMRUN)")
-
-
-def _enum_body(text: str, start: str, path: str, what: str) -> str:
-    try:
-        s, e = csource.block(text, start)
-    except csource.ParseError as exc:
-        raise ProbeError(path, what, str(exc)) from exc
-    return text[text.index("{", s) + 1:e - 1]
 
 
 def probe_intercept(text: str) -> Intercept:
@@ -323,9 +234,9 @@ def probe_intercept(text: str) -> Intercept:
 
 
 def probe_vmcb(text: str) -> Vmcb:
-    words = _enum_body(text, r"^enum intercept_words\s*\{", SVM_H, "enum intercept_words")
+    words = block_body(text, r"^enum intercept_words\s*\{", SVM_H, "enum intercept_words")
     consts = {e.name: e.value for e in csource.enum_entries(words)}
-    body = _enum_body(text, r"^struct\b.*\bvmcb_control_area\s*\{", SVM_H,
+    body = block_body(text, r"^struct\b.*\bvmcb_control_area\s*\{", SVM_H,
                       "struct vmcb_control_area")
     try:
         fields = csource.packed_fields(body, consts)

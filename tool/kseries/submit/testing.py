@@ -111,7 +111,9 @@ def builds(rec: Record | None, patches: Sequence[PatchSummary]) -> list[str]:
         if name not in rec.checks:
             out += item(f"{label}: not run")
         elif c is not None:
-            out += item(f"{label}: {c.status}" + (f" ({c.reason})" if c.reason else ""))
+            # a path on the checker's machine means nothing to the list: leave it out
+            reason = re.sub(r":? /\S+$", "", c.reason)
+            out += item(f"{label}: {c.status}" + (f" ({reason})" if reason else ""))
     return out
 
 
