@@ -1,8 +1,17 @@
-"""What `kseries build` produced, recorded so that `run` and `pipeline` find it."""
+"""What `kseries build` produced, recorded so that `run` and `pipeline` find it.
+
+The unpatched base and the series build in the same worktree and build
+directory: `pipeline` builds the base first, then moves the worktree to the
+series' tip, and make rebuilds what the series changed (with ccache hits for
+the objects whose preprocessed source it did not change). Each build's kernel
+and selftests are copied out beside its record.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +39,33 @@ class Artifacts:
                 "kernel": str(self.kernel) if self.kernel else None,
                 "selftests": {k: str(v) for k, v in self.selftests.items()},
                 "build_dir": str(self.build_dir)}
+
+
+KERNEL = "bzImage"
+
+
+def keep(b: kbuild.Build, selftests: dict[str, Path], record: Path) -> dict[str, Path]:
+    """Copy what was built out of the build directory, beside its record.
+
+    One build directory builds the base and then the series (the worktree moves
+    and make rebuilds only what the series changed), so what each produced is
+    kept where the next build does not overwrite it.
+    """
+    dest = record.with_name(record.name.removesuffix(".artifacts.json") + ".kept")
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = dict(selftests)
+    kernel = b.out / "arch/x86/boot/bzImage"
+    if kernel.exists():
+        wanted[KERNEL] = kernel
+    kept = {}
+    for name, path in wanted.items():
+        target = dest / path.name
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(path, tmp)
+        shutil.copymode(path, tmp)
+        os.replace(tmp, target)
+        kept[name] = target
+    return kept
 
 
 def record_path(base: Base, profile: str, patched: bool, series: str) -> Path:
@@ -95,17 +131,16 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
     names = tuple(dict.fromkeys((*smoke, *([TEST_NAME] if patched else []))))
     what = f"at {commit[:12]}" if patched else "(unpatched)"
     reporter.start("build", f"{profile.name} for {base.describe} {what}")
-    variant = "" if patched else "base"
-    with kbuild.locked(base, profile.name, variant):
-        b = kbuild.open_build(base, profile, commit, variant=variant, reporter=reporter)
+    with kbuild.locked(base, profile):
+        b = kbuild.open_build(base, profile, commit, reporter=reporter)
         kbuild.move(b, commit)
         reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
         kbuild.make(b, *profile.targets, log="build")
         reporter.update(f"selftests: {', '.join(names)}")
         tests = kbuild.build_selftests(b, test_dir, names)
-        kernel = b.out / "arch/x86/boot/bzImage"
-        result = Artifacts(profile.name, commit, patched, kernel if kernel.exists() else None,
-                           tests.binaries, b.out)
+        kept = keep(b, tests.binaries, record_path(base, profile.name, patched, series_id))
+        result = Artifacts(profile.name, commit, patched, kept.get(KERNEL),
+                           {n: kept[n] for n in tests.binaries}, b.out)
         save(base, result, series_id)
     reporter.finish("DONE", f"{len(tests.binaries)} selftests"
                     + (f", {len(tests.warnings)} warnings" if tests.warnings else ""))

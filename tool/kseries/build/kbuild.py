@@ -6,7 +6,13 @@ that worktree between commits and running make rebuilds exactly what the
 move changed. ccache sits under the kseries cache; the compiler command line
 is the same on every run so a warm directory stays warm.
 
-One run at a time uses a build directory and its worktree (``locked``); an
+The profiles of a matrix (kvm-x86 and its variants) share one worktree, each
+with a build directory of its own: the worktree moves once per patch, and as the
+build directories sit side by side their compiler command lines name the same
+relative paths, so ccache serves what one profile compiled to the others
+(host programs, and objects their options do not change).
+
+One run at a time uses a worktree and its build directories (``locked``); an
 interrupted make removes the target it was writing, so the directory stays warm
 and whole for the next run.
 """
@@ -45,34 +51,25 @@ class Build:
         return self.out / "kseries-logs"
 
 
-def build_dir_of(base: Base, profile: Profile, variant: str = "") -> Path:
-    return _build_dir(base, profile.name, variant)
-
-
-def _build_dir(base: Base, profile: str, variant: str) -> Path:
-    return cache_root() / "build" / base.key / (profile + (f"-{variant}" if variant else ""))
+def build_dir_of(base: Base, profile: Profile) -> Path:
+    return cache_root() / "build" / base.key / profile.name
 
 
 @contextmanager
-def locked(base: Base, profile: str, variant: str = "") -> Iterator[None]:
-    """Use the build directory of ``profile`` (and its worktree) alone while this lasts."""
-    d = _build_dir(base, profile, variant)
-    with file_lock(d.with_name(d.name + ".lock")):
+def locked(base: Base, profile: Profile) -> Iterator[None]:
+    """Use ``profile``'s worktree (and every build directory built from it) alone while
+    this lasts: the profiles of a matrix share one worktree, and so one lock."""
+    with file_lock(cache_root() / "build" / base.key / f"{profile.tree}.lock"):
         yield
 
 
-def open_build(base: Base, profile: Profile, commit: str, *, variant: str = "",
+def open_build(base: Base, profile: Profile, commit: str, *,
                reporter: Reporter | None = None) -> Build:
-    """The build of ``profile`` for ``base`` with its worktree at ``commit``, configured.
-
-    ``variant`` keeps a second warm pair for the same profile (e.g. "base" for
-    the unpatched kernel the harness compares against).
-    """
+    """The build of ``profile`` for ``base`` with its worktree at ``commit``, configured."""
     reporter = reporter or NullReporter()
-    name = profile.name + (f"-{variant}" if variant else "")
-    with locked(base, profile.name, variant):  # the first run makes it; the others wait
-        src = workspace.checkout(base, commit, f"build-{name}")
-        out = build_dir_of(base, profile, variant)
+    with locked(base, profile):  # the first run makes it; the others wait
+        src = workspace.checkout(base, commit, f"build-{profile.tree}")
+        out = build_dir_of(base, profile)
         out.mkdir(parents=True, exist_ok=True)
         b = Build(base, profile, src, out, os.cpu_count() or 2)
         configure(b, reporter)
@@ -94,8 +91,10 @@ def make_env() -> dict[str, str]:
 
 def make_argv(b: Build, *targets: str, w1: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
     argv = ["make", "-C", str(b.src), f"O={b.out}", f"-j{b.jobs}"]
-    if shutil.which("ccache"):
-        argv.append("CC=ccache gcc")
+    if b.profile.arch:
+        argv.append(f"ARCH={b.profile.arch}")
+    if shutil.which("ccache"):  # host programs too: the matrix's build dirs share them
+        argv += ["CC=ccache gcc", "HOSTCC=ccache gcc"]
     if w1:
         argv.append("W=1")
     return [*argv, *extra, *targets]

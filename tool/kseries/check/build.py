@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from kseries.build import kbuild
+from kseries.build import kbuild, profiles
 from kseries.check import applies, bisect, layout, selftest, warnings
 from kseries.check.context import Context
 from kseries.check.report import SKIP, WARN, Cell
@@ -36,7 +36,7 @@ def not_touching_the_vmcb(ctx: Context) -> str:
 
 # (check name, its check function, what it checks, needs every patch applied, not for)
 MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
-    ("build", bisect.check, "each patch builds on its own (kvm-x86 profile)", False,
+    ("build", bisect.check, "each patch builds on its own, in each profile of the matrix", False,
      for_every_series),
     ("warnings", warnings.check, "no new W=1 warnings, by identity", False, for_every_series),
     ("layout", layout.check, "VMCB layout and constants from DWARF", True,
@@ -64,7 +64,8 @@ def _adapter(name: str, func: BuildCheck, whole: bool, not_for: NotFor) -> Build
         if not whole and not ctx.tip:
             yield Cell(name, 0, WARN, f"only patches 1-{max(ctx.applied)} apply: "
                        "the others are not built")
-        with kbuild.locked(ctx.base, bisect.PROFILE):  # not shared with a `kseries build`
+        primary = profiles.load_profile(ctx.templates, bisect.PROFILE)
+        with kbuild.locked(ctx.base, primary):  # not shared with a `kseries build`
             yield from func(ctx)
 
     run.__name__ = f"check_{name}"

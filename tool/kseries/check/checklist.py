@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kseries.base import workspace
 from kseries.base.bases import Base
-from kseries.build import profiles
+from kseries.build import matrix
 from kseries.check import (
     applies,
     bisect,
@@ -81,9 +81,23 @@ def select(only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]:
 def prepare(
     base: Base, templates: Path, series_dir: Path, kselftest: Path, series_path: Path | None,
     work: Path, *, out_dir: Path | None = None, reporter: Reporter | None = None,
+    profiles: Sequence[str] = (),
 ) -> Context:
-    """Read the series to check, and render kseries' own (``series_dir``) for comparison."""
-    reporter = reporter or NullReporter()
+    """Read the series to check, and render kseries' own (``series_dir``) for comparison.
+
+    The build checks build with the series' matrix, or the ``profiles`` of it.
+    """
+    wanted = load_manifest(series_dir)
+    chosen = tuple(matrix.select(templates, wanted.matrix, profiles))
+    ctx = _read(base, templates, series_dir, kselftest, series_path, work, out_dir,
+                reporter or NullReporter())
+    ctx.profiles = chosen
+    return ctx
+
+
+def _read(base: Base, templates: Path, series_dir: Path, kselftest: Path,
+          series_path: Path | None, work: Path, out_dir: Path | None,
+          reporter: Reporter) -> Context:
     work.mkdir(parents=True, exist_ok=True)
     wanted = load_manifest(series_dir)
     if series_path is None:
@@ -132,7 +146,7 @@ def run(ctx: Context, names: Sequence[str], *, default: bool = False) -> Report:
             except KseriesError as exc:
                 report.add(Cell(name, 0, ERROR, str(exc)))
             report.seconds[name] = time.monotonic() - t0
-            found = [c for c in report.cells if c.check == name]
+            found = report.of(name)
             bad = [c for c in found if c.status not in (PASS, SKIP)]
             ctx.reporter.finish(report.worst(name), bad[0].reason if bad else "")
     if "shape" not in names and any(m.damage for m in ctx.series.patches):
@@ -146,6 +160,9 @@ def run(ctx: Context, names: Sequence[str], *, default: bool = False) -> Report:
     report.tip = ctx.rendered.tip if default and ctx.rendered else ctx.tip
     report.manifest = ctx.manifest
     if any(BY_NAME[n].build for n in names):
-        report.profiles = (profiles.load_profile(ctx.templates, bisect.PROFILE),)
+        report.profiles = tuple(bisect.chosen(ctx))
+    if bisect.CHECK in report.checks:  # one column per profile of the matrix
+        at = report.checks.index(bisect.CHECK)
+        report.checks[at:at + 1] = [bisect.column(p.name) for p in bisect.chosen(ctx)]
     return report
 

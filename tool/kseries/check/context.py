@@ -18,6 +18,7 @@ from pathlib import Path
 from kseries.base import workspace
 from kseries.base.bases import Base
 from kseries.base.cache import cache_root, file_lock
+from kseries.build.profiles import Profile
 from kseries.check.mailbox import Mail, Series
 from kseries.progress import NullReporter, Reporter
 from kseries.render.manifest import Manifest
@@ -38,6 +39,7 @@ class Context:
     applied: dict[int, str] = field(default_factory=dict)  # row -> commit after git am
     tip: str = ""
     am_tried: bool = False  # applies ran (whether or not every patch applied)
+    profiles: tuple[Profile, ...] = ()  # the build matrix (the series', or --profile's)
     _tree: Path | None = None
     _files: dict[int, Path] = field(default_factory=dict)
 

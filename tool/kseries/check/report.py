@@ -63,8 +63,12 @@ class Report:
             return None
         return max(found, key=lambda c: _RANK[c.status])
 
+    def of(self, check: str) -> list[Cell]:
+        """The cells of ``check``; "build" also gives those of its columns ("build:kvm-x86")."""
+        return [c for c in self.cells if c.check == check or c.check.startswith(check + ":")]
+
     def worst(self, check: str) -> str:
-        found = [c.status for c in self.cells if c.check == check]
+        found = [c.status for c in self.of(check)]
         return max(found, key=lambda s: _RANK[s]) if found else SKIP
 
     @property
@@ -111,9 +115,9 @@ class Report:
                        "name": self.manifest.name if self.manifest else "",
                        "version": self.manifest.version if self.manifest else 0,
                        "prefix": self.manifest.prefix if self.manifest else ""},
-            "checks": {name: {"status": self.worst(name),
-                              "seconds": round(self.seconds.get(name, 0.0), 2)}
-                       for name in self.checks},
+            "checks": {name: {"status": self.worst(name)} for name in self.checks},
+            # what each check took; "build" is the whole matrix (its columns together)
+            "seconds": {name: round(s, 2) for name, s in self.seconds.items()},
             "cells": [c.to_json() for c in self.cells],
             "built": {"profiles": [_profile_json(p) for p in self.profiles],
                       "patches": [self._patch_json(row) for row in range(1, len(self.rows))]},

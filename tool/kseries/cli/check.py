@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TextIO
 
 from kseries.base import bases
+from kseries.build import matrix
 from kseries.check import checklist
 from kseries.check import report as reports
 from kseries.cli.paths import KSELFTEST, default_out, series_dir
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
+from kseries.render.manifest import load as load_manifest
 
 _WIDTH = 44
 
@@ -36,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="run only these checks (repeat, or comma-separate)")
     p.add_argument("--skip", action="append", default=[], metavar="CHECK",
                    help="skip these checks (repeat, or comma-separate)")
+    p.add_argument("--profile", action="append", default=[], metavar="PROFILE",
+                   help="build only in these profiles of the series' build matrix (repeat, "
+                        "or comma-separate; default: the whole matrix, see series.toml)")
     p.add_argument("--fast", action="store_true",
                    help=f"skip the build checks ({', '.join(checklist.BUILD)})")
     p.set_defaults(func=cmd_check)
@@ -50,11 +55,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     names = checklist.select(_names(args.only), skip)
     reporter = ConsoleReporter()
     series = series_dir(args.series)
+    # a --profile outside the matrix is refused before the base is read
+    matrix.select(args.templates, load_manifest(series).matrix, _names(args.profile))
     base = bases.resolve(args.base, args.templates)
     with tempfile.TemporaryDirectory(prefix="kseries-check-") as tmp:
         ctx = checklist.prepare(base, args.templates, series, KSELFTEST, args.mailbox,
                                 Path(tmp), out_dir=default_out(base, series.resolve().name),
-                                reporter=reporter)
+                                reporter=reporter, profiles=_names(args.profile))
         report = checklist.run(ctx, names, default=args.mailbox is None)
     print_report(report)
     if args.json:

@@ -33,8 +33,10 @@ def stages(args: argparse.Namespace) -> list[Stage]:
     return [
         Stage("render", (("render", *b, "-o", str(out / "patches")),)),
         Stage("check", (("check", *b, "--json", str(out / "check.json")),)),
-        Stage("build", (("build", *b, "--profile", "vm"),
-                        ("build", *b, "--profile", "vm", "--unpatched"))),
+        # The base first: the series' build then moves the same worktree and
+        # rebuilds only what the series changed.
+        Stage("build", (("build", *b, "--profile", "vm", "--unpatched"),
+                        ("build", *b, "--profile", "vm"))),
         Stage("run", (("run", *b, "-o", str(out / "results")),)),
         Stage("submit", (("submit", *b, "-o", str(out / "outbox"), *_results(args)),)),
     ]

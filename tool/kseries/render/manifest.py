@@ -60,6 +60,8 @@ class Changelog:
     items: tuple[str, ...]
 
 
+# `kseries check` builds every patch in each of these (templates/profiles/).
+DEFAULT_MATRIX = ("kvm-x86",)
 ALL_CHECKS = "all"  # CheckRule.check: the whole `kseries check` verdict
 GATE_VENDORS = ("amd", "intel")
 GATE_RESULTS = ("PASS", "FAIL", "SKIP")
@@ -104,6 +106,7 @@ class Manifest:
     id: str  # its name: keys the series' caches and records ("v2", "merged")
     gate: tuple[GateRule, ...] = DEFAULT_GATE
     path: Path | None = None  # the manifest file, for messages that name it
+    matrix: tuple[str, ...] = DEFAULT_MATRIX  # build profiles every patch is built with
 
     @property
     def prefix(self) -> str:
@@ -184,7 +187,18 @@ def _manifest(data: dict, series: Path) -> Manifest:  # type: ignore[type-arg]
         id=series.resolve().name,
         gate=_gate(data.get("gate"), path),
         path=path,
+        matrix=_matrix(s.get("matrix", list(DEFAULT_MATRIX)), path),
     )
+
+
+def _matrix(names: object, path: Path) -> tuple[str, ...]:
+    if not isinstance(names, list) or not names or \
+            not all(isinstance(n, str) and n for n in names):
+        raise KseriesError(f"{path}: [series] matrix must be a list of profile names",
+                           hint='e.g. matrix = ["kvm-x86", "kvm-x86-nosmm"]')
+    if len(set(names)) != len(names):
+        raise KseriesError(f"{path}: [series] matrix names a profile twice")
+    return tuple(names)
 
 
 def _gate(entries: object, path: Path) -> tuple[GateRule, ...]:

@@ -29,7 +29,9 @@ FEATURE_TEST = "kvm_buslock_test"
 # "ok 2 # SKIP L2: the vCPU cannot run a nested guest".
 _LEVEL = re.compile(r"^(ok|not ok) \d+ (?:# (SKIP) )?(L[12]: .+?)\s*$")
 # Per patch, the check name and what the block calls it.
-PATCH_CHECKS = (("build", "build"), ("warnings", "W=1"), ("checkpatch", "checkpatch --strict"))
+PATCH_CHECKS = (("build", "build"), ("warnings", "W=1"), ("sparse", "sparse"),
+                ("htmldocs", "htmldocs"), ("checkpatch", "checkpatch --strict"))
+OPTIONAL = ("sparse", "htmldocs")  # checks older records do not have: left out, not "not run"
 BUILD_CHECKS = (("layout", "VMCB layout and constants (DWARF of a built object)"),
                 ("selftest", f"{FEATURE_TEST} built static"))
 AUTHOR = "The author's own testing, in their words (kseries did not run it):"
@@ -99,7 +101,14 @@ def builds(rec: Record | None, patches: Sequence[PatchSummary]) -> list[str]:
     for patch in patches:
         parts = []
         for name, label in PATCH_CHECKS:
+            columns = [k for k in rec.checks if k.startswith(name + ":")]
+            if columns:  # the build matrix: one column per profile
+                parts.append(matrix_part(rec, label, columns, patch.number))
+                continue
             c = rec.cell(name, patch.number)
+            if name not in rec.checks and name in OPTIONAL and not any(
+                    k in rec.checks for k in OPTIONAL):
+                continue
             if name not in rec.checks:
                 parts.append(f"{label} not run")
             elif c is not None:
@@ -115,6 +124,17 @@ def builds(rec: Record | None, patches: Sequence[PatchSummary]) -> list[str]:
             reason = re.sub(r":? /\S+$", "", c.reason)
             out += item(f"{label}: {c.status}" + (f" ({reason})" if reason else ""))
     return out
+
+
+def matrix_part(rec: Record, label: str, columns: Sequence[str], row: int) -> str:
+    """"build PASS in 6 profiles", or the profiles that did not pass, with why."""
+    cells = {k.partition(":")[2]: rec.cell(k, row) or rec.cell(k, 0) for k in columns}
+    ran = {p: c for p, c in cells.items() if c is not None and c.status != "SKIP"}
+    skipped = sorted(p for p, c in cells.items() if c is not None and c.status == "SKIP")
+    bad = [f"{p} {c.status} ({c.reason})" for p, c in ran.items() if c.status != PASS]
+    text = (f"{label} PASS in {len(ran)} profiles" if not bad else
+            f"{label} {', '.join(bad)}; PASS in {len(ran) - len(bad)} other profiles")
+    return text + (f" (not applicable: {', '.join(skipped)})" if skipped else "")
 
 
 def how(h: HostRecord) -> str:
