@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +34,13 @@ class Artifacts:
     kernel: Path | None  # bzImage, for profiles that make one
     selftests: dict[str, Path]
     build_dir: Path
+    make_seconds: float = 0.0  # the kernel's make, as this build paid it (cold or incremental)
 
     def to_json(self) -> dict[str, object]:
         return {"profile": self.profile, "commit": self.commit, "patched": self.patched,
                 "kernel": str(self.kernel) if self.kernel else None,
                 "selftests": {k: str(v) for k, v in self.selftests.items()},
-                "build_dir": str(self.build_dir)}
+                "build_dir": str(self.build_dir), "make_seconds": round(self.make_seconds, 1)}
 
 
 KERNEL = "bzImage"
@@ -93,7 +95,8 @@ def load(base: Base, profile: str, series: str, patched: bool = True) -> Artifac
         ) from exc
     return Artifacts(d["profile"], d["commit"], d["patched"],
                      Path(d["kernel"]) if d["kernel"] else None,
-                     {k: Path(v) for k, v in d["selftests"].items()}, Path(d["build_dir"]))
+                     {k: Path(v) for k, v in d["selftests"].items()}, Path(d["build_dir"]),
+                     float(d.get("make_seconds", 0.0)))
 
 
 def of_tip(base: Base, profile: str, tip: str) -> Artifacts | None:
@@ -135,12 +138,14 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
         b = kbuild.open_build(base, profile, commit, reporter=reporter)
         kbuild.move(b, commit)
         reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
+        t0 = time.monotonic()
         kbuild.make(b, *profile.targets, log="build")
+        took = time.monotonic() - t0
         reporter.update(f"selftests: {', '.join(names)}")
         tests = kbuild.build_selftests(b, test_dir, names)
         kept = keep(b, tests.binaries, record_path(base, profile.name, patched, series_id))
         result = Artifacts(profile.name, commit, patched, kept.get(KERNEL),
-                           {n: kept[n] for n in tests.binaries}, b.out)
+                           {n: kept[n] for n in tests.binaries}, b.out, took)
         save(base, result, series_id)
     reporter.finish("DONE", f"{len(tests.binaries)} selftests"
                     + (f", {len(tests.warnings)} warnings" if tests.warnings else ""))
