@@ -115,11 +115,14 @@ class Report:
                        "name": self.manifest.name if self.manifest else "",
                        "version": self.manifest.version if self.manifest else 0,
                        "prefix": self.manifest.prefix if self.manifest else ""},
-            "checks": {name: {"status": self.worst(name)} for name in self.checks},
-            # what each check took; "build" is the whole matrix (its columns together)
-            "seconds": {name: round(s, 2) for name, s in self.seconds.items()},
+            # the build matrix's columns have no time of their own: "built" has the matrix's
+            "checks": {name: {"status": self.worst(name),
+                              **({"seconds": round(self.seconds[name], 2)}
+                                 if name in self.seconds else {})}
+                       for name in self.checks},
             "cells": [c.to_json() for c in self.cells],
             "built": {"profiles": [_profile_json(p) for p in self.profiles],
+                      "seconds": round(self.seconds.get("build", 0.0), 2),
                       "patches": [self._patch_json(row) for row in range(1, len(self.rows))]},
         }
 
@@ -133,6 +136,7 @@ class Report:
 def _profile_json(p: Profile) -> dict[str, Any]:
     return {"name": p.name, "description": p.description, "base_target": p.base_target,
             "fragments": [f.name for f in p.fragments], "options": dict(p.options),
+            "arch": p.arch or "x86_64",
             "targets": list(p.targets)}
 
 
