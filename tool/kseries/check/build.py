@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from kseries.build import kbuild, profiles
-from kseries.check import applies, bisect, layout, selftest, warnings
+from kseries.check import applies, bisect, layout, selftest, sparse, warnings
 from kseries.check.context import Context
 from kseries.check.report import SKIP, WARN, Cell
 
@@ -39,6 +39,8 @@ MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
     ("build", bisect.check, "each patch builds on its own, in each profile of the matrix", False,
      for_every_series),
     ("warnings", warnings.check, "no new W=1 warnings, by identity", False, for_every_series),
+    ("sparse", sparse.check, "no new sparse warnings (make C=2), by identity", False,
+     for_every_series),
     ("layout", layout.check, "VMCB layout and constants from DWARF", True,
      not_touching_the_vmcb),
     ("selftest", selftest.check, "kvm_buslock_test builds static, warning-free", True,

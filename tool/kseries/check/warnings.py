@@ -3,7 +3,8 @@
 Each C file a patch touches is compiled with W=1 at the patch's parent and at
 the patch. A warning's identity is its file, the function gcc names it in, its
 message with numbers and quoted line fragments normalised, and its -W flag; a
-warning is new when its identity is not among the parent's.
+warning is new when its identity is not among the parent's. The per-patch loop
+is check/compare.py's, which the sparse check shares.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kseries.base import workspace
-from kseries.build import kbuild, profiles
-from kseries.check import bisect
+from kseries.build import kbuild
+from kseries.check import compare
 from kseries.check.context import Context
-from kseries.check.report import FAIL, PASS, Cell
+from kseries.check.report import Cell
 from kseries.errors import KseriesError
 
 _WARN = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? warning: (?P<msg>.*?)"
@@ -43,21 +43,14 @@ def parse(output: str, root: str = "") -> set[Warning_]:
     for line in output.splitlines():
         m = _FUNC.match(line)
         if m:
-            func[_rel(m.group("file"), root)] = m.group("func")
+            func[compare.relative(m.group("file"), root)] = m.group("func")
             continue
         m = _WARN.match(line)
         if m:
-            f = _rel(m.group("file"), root)
+            f = compare.relative(m.group("file"), root)
             msg = re.sub(r"\b\d+\b", "N", m.group("msg"))
             found.add(Warning_(f, func.get(f, ""), msg, m.group("flag") or ""))
     return found
-
-
-def _rel(path: str, root: str) -> str:
-    path = path.removeprefix("./")
-    if root and path.startswith(root.rstrip("/") + "/"):
-        path = path[len(root.rstrip("/")) + 1:]
-    return path
 
 
 # W=1 warnings are reported, not fatal: -Werror (KVM_WERROR, WERROR) is off here.
@@ -72,36 +65,4 @@ def compile_w1(build: kbuild.Build, obj: str, log: str) -> set[Warning_]:
 
 
 def check(ctx: Context) -> Iterator[Cell]:
-    profile = profiles.load_profile(ctx.templates, bisect.PROFILE)
-    build: kbuild.Build | None = None
-    for row, parent, commit in bisect.rows_in_order(ctx):
-        sources = [f for f in bisect.touched(ctx, parent, commit)
-                   if f.endswith(".c") and not f.startswith(bisect.NOT_BUILT)]
-        if not sources:
-            yield Cell("warnings", row, PASS, "no C file touched")
-            continue
-        new: list[Warning_] = []
-        try:
-            if build is None:
-                build = kbuild.open_build(ctx.base, profile, parent, reporter=ctx.reporter)
-            for src in sources:
-                obj = src[:-2] + ".o"
-                ctx.reporter.update(f"patch {row}: W=1 {obj} before and after")
-                kbuild.move(build, parent)
-                before = set() if _is_new(ctx, parent, src) else compile_w1(build, obj, "w1-before")
-                kbuild.move(build, commit)
-                after = compile_w1(build, obj, f"w1-patch-{row}")
-                new.extend(sorted(after - before))
-        except KseriesError as exc:
-            yield Cell("warnings", row, FAIL, str(exc))
-            continue
-        if new:
-            yield Cell("warnings", row, FAIL, f"{len(new)} new W=1 warning(s): {new[0]}",
-                       details=tuple(str(w) for w in new))
-        else:
-            yield Cell("warnings", row, PASS, f"W=1: none new in {', '.join(sources)}")
-
-
-def _is_new(ctx: Context, parent: str, path: str) -> bool:
-    repo = workspace.scratch_repo(ctx.base)
-    return not workspace.git(repo, "cat-file", "-e", f"{parent}:{path}", check=False).ok
+    return compare.new_at_each_patch(ctx, "warnings", "W=1", compile_w1)
