@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from kseries.build import kbuild
-from kseries.check import applies, bisect, layout, selftest, warnings
+from kseries.check import applies, bisect, docs, layout, selftest, warnings
 from kseries.check.context import Context
 from kseries.check.report import SKIP, WARN, Cell
 
@@ -34,6 +34,12 @@ def not_touching_the_vmcb(ctx: Context) -> str:
     return f"the series does not touch the VMCB ({VMCB_HEADER})"
 
 
+def not_touching_rst(ctx: Context) -> str:
+    if any(f.path.endswith(".rst") for m in ctx.series.patches for f in m.files):
+        return ""
+    return "the series touches no .rst file"
+
+
 # (check name, its check function, what it checks, needs every patch applied, not for)
 MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
     ("build", bisect.check, "each patch builds on its own (kvm-x86 profile)", False,
@@ -43,6 +49,8 @@ MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
      not_touching_the_vmcb),
     ("selftest", selftest.check, "kvm_buslock_test builds static, warning-free", True,
      for_every_series),
+    ("htmldocs", docs.check, "no new Sphinx warnings in touched docs, by identity", False,
+     not_touching_rst),
 )
 
 
