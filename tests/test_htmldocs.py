@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_build_checks import broken_templates, run_checks, statuses
 
 from kseries.base import bases
 from kseries.check import docs
 from kseries.check.report import FAIL, PASS
+from test_build_checks import broken_templates, run_checks, statuses
 
 pytestmark = pytest.mark.slow
 
