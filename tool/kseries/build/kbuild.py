@@ -59,7 +59,14 @@ def build_dir_of(base: Base, profile: Profile) -> Path:
 def locked(base: Base, profile: Profile) -> Iterator[None]:
     """Use ``profile``'s worktree (and every build directory built from it) alone while
     this lasts: the profiles of a matrix share one worktree, and so one lock."""
-    with file_lock(cache_root() / "build" / base.key / f"{profile.tree}.lock"):
+    with tree_locked(base, profile.tree):
+        yield
+
+
+@contextmanager
+def tree_locked(base: Base, tree: str) -> Iterator[None]:
+    """Use the worktree ``build-<tree>`` (and what builds from it) alone while this lasts."""
+    with file_lock(cache_root() / "build" / base.key / f"{tree}.lock"):
         yield
 
 

@@ -1,8 +1,9 @@
-"""The build-side checks: per-patch build, new W=1 warnings, VMCB layout and
-constants, selftest build.
+"""The build-side checks: per-patch builds in the build matrix, new W=1 and
+sparse warnings, VMCB layout and constants, the selftest build, new Sphinx
+warnings in the docs a patch touches.
 
-Each of check/bisect.py, check/warnings.py, check/layout.py and
-check/selftest.py offers ``check(ctx: Context) -> Iterable[Cell]``; it builds
+Each of check/bisect.py, check/warnings.py, check/sparse.py, check/layout.py,
+check/selftest.py and check/docs.py offers ``check(ctx: Context) -> Iterable[Cell]``; it builds
 through kseries.build (which knows nothing of checks), reading the applied
 commits from ``ctx.applied`` (row -> commit, in the base's scratch repository)
 and the tip from ``ctx.tip``. The adapters here make sure those are there.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from kseries.build import kbuild, profiles
-from kseries.check import applies, bisect, layout, selftest, sparse, warnings
+from kseries.check import applies, bisect, docs, layout, selftest, sparse, warnings
 from kseries.check.context import Context
 from kseries.check.report import SKIP, WARN, Cell
 
@@ -34,6 +35,12 @@ def not_touching_the_vmcb(ctx: Context) -> str:
     return f"the series does not touch the VMCB ({VMCB_HEADER})"
 
 
+def not_touching_rst(ctx: Context) -> str:
+    if any(f.path.endswith(".rst") for m in ctx.series.patches for f in m.files):
+        return ""
+    return "the series touches no .rst file"
+
+
 # (check name, its check function, what it checks, needs every patch applied, not for)
 MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
     ("build", bisect.check, "each patch builds on its own, in each profile of the matrix", False,
@@ -45,6 +52,8 @@ MODULES: tuple[tuple[str, BuildCheck, str, bool, NotFor], ...] = (
      not_touching_the_vmcb),
     ("selftest", selftest.check, "kvm_buslock_test builds static, warning-free", True,
      for_every_series),
+    ("htmldocs", docs.check, "no new Sphinx warnings in touched docs, by identity", False,
+     not_touching_rst),
 )
 
 
