@@ -9,7 +9,8 @@ BASE    ?= debian:6.12
 KSERIES := $(VENV)/bin/kseries
 APT_PACKAGES := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
 	python3-venv qemu-system-x86 busybox-static ccache dwarves gdb \
-	openssh-server openssh-client git-email rsync lava-common libxml2-utils
+	openssh-server openssh-client git-email rsync lava-common libxml2-utils \
+	sparse python3-sphinx python3-yaml
 # Installed without their Recommends: lava-dispatcher (lava-run, for the LAVA tests)
 # recommends a whole lab's services (lxc, tftpd, nfs, a kernel image) that kseries never uses.
 APT_LEAN := lava-dispatcher

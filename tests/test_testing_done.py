@@ -25,7 +25,7 @@ from kseries.check import verdict
 from kseries.cli import main
 from kseries.errors import KseriesError
 from kseries.render import manifest as manifests
-from kseries.render.series import NOT_RUN, RenderedSeries
+from kseries.render.series import NOT_RUN, PatchSummary, RenderedSeries
 from kseries.run import identity
 from kseries.submit import testing
 from testing_fixtures import LAB_AMD, lab_results
@@ -207,8 +207,8 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     assert "Bus Lock Threshold" not in not_tested and "bus lock detection" not in not_tested
     assert "nested guests" not in not_tested  # L2 passed on both
     # Builds, from the check record: the profile, its options, each patch.
-    assert ("kvm-x86 profile: defconfig, EXPERT=y KVM=m KVM_AMD=m KVM_INTEL=m KVM_WERROR=y "
-            "VIRTUALIZATION=y") in flat
+    assert ("kvm-x86 profile: defconfig, CRYPTO_DEV_CCP=y EXPERT=y KVM=m KVM_AMD=m "
+            "KVM_AMD_SEV=y KVM_INTEL=m KVM_WERROR=y VIRTUALIZATION=y") in flat
     assert ("1/5 KVM: x86: Make kvm_pio_request.linear_rip a common field for user exits: "
             "build PASS, W=1 PASS, checkpatch --strict PASS") in flat
     assert "VMCB layout and constants (DWARF of a built object): PASS" in flat
@@ -344,3 +344,23 @@ def test_what_a_host_saw_is_recorded_and_read_back(tmp_path: Path) -> None:
     assert feature is not None and "ok 1 L1: 100 bus lock exits" in feature.ktap
     assert testing.levels(feature) == [("PASS", "L1: 100 bus lock exits"),
                                        ("PASS", "L2: 100 bus lock exits")]
+
+
+def test_builds_name_the_matrix_profiles_that_did_not_pass() -> None:
+    """The Builds lines of a check with one column per profile (a record made here)."""
+    cols = {p: f"build:{p}" for p in ("kvm-x86", "kvm-x86-nosmm", "kvm-i386")}
+    checks = {"applies": "PASS", **{c: "PASS" for c in cols.values()}, "warnings": "PASS",
+              "sparse": "PASS", "htmldocs": "PASS", "checkpatch": "PASS"}
+    cells = [reports.Cell(cols["kvm-x86-nosmm"], 0, "SKIP", "the base has no CONFIG_KVM_SMM"),
+             *(reports.Cell(c, 1, "PASS", "ok") for p, c in cols.items() if p != "kvm-x86-nosmm"),
+             reports.Cell(cols["kvm-x86"], 2, "PASS", "ok"),
+             reports.Cell(cols["kvm-i386"], 2, "FAIL", "VCPU_REGS_R8 undeclared"),
+             *(reports.Cell(n, r, "PASS", "ok") for r in (1, 2)
+               for n in ("warnings", "sparse", "htmldocs", "checkpatch"))]
+    rec = reports.Record("findings", "a" * 40, (), checks, tuple(cells), ())
+    patches = [PatchSummary(1, "one", (), 1, 0), PatchSummary(2, "two", (), 1, 0)]
+    text = "\n".join(testing.builds(rec, patches))
+    assert ("1/2 one: build PASS in 2 profiles (not applicable: kvm-x86-nosmm), W=1 PASS, "
+            "sparse PASS, htmldocs PASS, checkpatch --strict PASS") in " ".join(text.split())
+    assert "build kvm-i386 FAIL (VCPU_REGS_R8 undeclared); PASS in 1 other profiles" in \
+        " ".join(text.split())
