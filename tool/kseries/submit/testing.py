@@ -212,7 +212,8 @@ def not_tested(i: Inputs) -> list[str]:
     out.append("KVM-unit-tests: kseries does not run them")
     docs = sorted({f for f in files if f.endswith(".rst")})
     if docs and (rec is None or rec.checks.get("htmldocs") != PASS):
-        out.append(f"make htmldocs for {', '.join(docs)}: the htmldocs check did not pass on this tip")
+        out.append(f"make htmldocs for {', '.join(docs)}: "
+                   "the htmldocs check did not pass on this tip")
     return out
 
 
