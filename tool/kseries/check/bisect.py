@@ -82,7 +82,8 @@ def rows_in_order(ctx: Context) -> Iterator[tuple[int, str, str]]:
         parent = ctx.applied[row]
 
 
-def _exists(ctx: Context, commit: str, path: str) -> bool:
+def exists_at(ctx: Context, commit: str, path: str) -> bool:
+    """``path`` is in the tree of ``commit`` (in the base's scratch repository)."""
     repo = workspace.scratch_repo(ctx.base)
     return workspace.git(repo, "cat-file", "-e", f"{commit}:{path}", check=False).ok
 
@@ -98,16 +99,17 @@ def check(ctx: Context) -> Iterator[Cell]:
             yield Cell(column(e.profile.name), 0, SKIP, e.why_not)
     live = [e.profile for e in entries if e.applies]
     rows = list(rows_in_order(ctx))
-    series_c = sorted({f for _, parent, commit in rows for f in touched(ctx, parent, commit)
+    changed = {row: touched(ctx, parent, commit) for row, parent, commit in rows}
+    series_c = sorted({f for files in changed.values() for f in files
                        if f.endswith(".c") and not f.startswith(NOT_BUILT)})
     builds: dict[str, kbuild.Build] = {}
     broken: dict[str, str] = {}  # profile -> why it cannot build at all (configure failed)
     with ExitStack() as stack:
         for profile in live:  # the matrix shares a worktree: mostly one lock, nested
             stack.enter_context(kbuild.locked(ctx.base, profile))
-        for row, parent, commit in rows:
-            files = touched(ctx, parent, commit)
-            objects = [f[:-2] + ".o" for f in series_c if _exists(ctx, commit, f)]
+        for row, _, commit in rows:
+            files = changed[row]
+            objects = [f[:-2] + ".o" for f in series_c if exists_at(ctx, commit, f)]
             for profile in live:
                 yield _one(ctx, profile, row, commit, files, objects, builds, broken)
 

@@ -32,6 +32,7 @@ from kseries.check.report import ERROR, PASS, SKIP, WARN, Cell, Report
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter, Reporter
 from kseries.render import series as rendering
+from kseries.render.manifest import Manifest
 from kseries.render.manifest import load as load_manifest
 
 
@@ -89,17 +90,16 @@ def prepare(
     """
     wanted = load_manifest(series_dir)
     chosen = tuple(matrix.select(templates, wanted.matrix, profiles))
-    ctx = _read(base, templates, series_dir, kselftest, series_path, work, out_dir,
+    ctx = _read(base, templates, series_dir, wanted, kselftest, series_path, work, out_dir,
                 reporter or NullReporter())
     ctx.profiles = chosen
     return ctx
 
 
-def _read(base: Base, templates: Path, series_dir: Path, kselftest: Path,
+def _read(base: Base, templates: Path, series_dir: Path, wanted: Manifest, kselftest: Path,
           series_path: Path | None, work: Path, out_dir: Path | None,
           reporter: Reporter) -> Context:
     work.mkdir(parents=True, exist_ok=True)
-    wanted = load_manifest(series_dir)
     if series_path is None:
         # Read the files under the render's lock: another run may render into out_dir next.
         with workspace.writing(base):

@@ -14,7 +14,6 @@ from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from kseries.base import workspace
 from kseries.build import kbuild, profiles
 from kseries.check import bisect
 from kseries.check.context import Context
@@ -65,7 +64,7 @@ def new_at_each_patch(ctx: Context, name: str, what: str, compile: Compile[T]) -
                 stem = obj.replace("/", "_")
                 ctx.reporter.update(f"patch {row}: {what} {obj} before and after")
                 kbuild.move(build, parent)
-                before = (set() if _is_new(ctx, parent, src)
+                before = (set() if not bisect.exists_at(ctx, parent, src)
                           else compile(build, obj, f"{name}-before-{stem}"))
                 kbuild.move(build, commit)
                 log = f"{name}-patch-{row}-{stem}"
@@ -84,7 +83,3 @@ def new_at_each_patch(ctx: Context, name: str, what: str, compile: Compile[T]) -
             yield Cell(name, row, PASS, f"{what}: none new in {', '.join(sources)} "
                        f"in {took:.1f}s")
 
-
-def _is_new(ctx: Context, parent: str, path: str) -> bool:
-    repo = workspace.scratch_repo(ctx.base)
-    return not workspace.git(repo, "cat-file", "-e", f"{parent}:{path}", check=False).ok

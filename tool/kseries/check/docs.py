@@ -30,7 +30,7 @@ from kseries.base import workspace
 from kseries.base.bases import Base
 from kseries.base.cache import cache_root
 from kseries.build import kbuild
-from kseries.check import bisect
+from kseries.check import bisect, compare
 from kseries.check.context import Context
 from kseries.check.report import ERROR, FAIL, PASS, SKIP, Cell
 from kseries.errors import KseriesError
@@ -97,15 +97,10 @@ def parse(output: str, root: str = "") -> list[Message]:
         joined = " ".join(t for t in text if t)
         if root:
             joined = joined.replace(root.rstrip("/") + "/", "")
-        found.append(Message(_rel(m.group("file") or "", root), int(m.group("line") or 0),
+        path = compare.relative(m.group("file") or "", root)
+        found.append(Message(path, int(m.group("line") or 0),
                              "CRITICAL" if level == "SEVERE" else level, joined))
     return found
-
-
-def _rel(path: str, root: str) -> str:
-    path = path.removeprefix("./")
-    top = root.rstrip("/") + "/"
-    return path[len(top):] if root and path.startswith(top) else path
 
 
 def section_of(lines: list[str], line: int) -> str:
