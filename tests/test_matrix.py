@@ -47,6 +47,9 @@ def test_knob_profiles_extend_kvm_x86_and_share_its_worktree() -> None:
     assert (i386.arch, i386.options["X86_64"], i386.tree) == ("i386", "n", "kvm-x86")
     assert "KVM_AMD_SEV" not in i386.options  # SEV is 64-bit only
     assert base.stamp() != nosmm.stamp() != i386.stamp()
+    # the matrix shares objects across configs by preprocessed source; the vm kernel not
+    assert {p.ccache for p in (base, nosmm, i386)} == {"preprocessor"}
+    assert profiles.load_profile(TEMPLATES, "vm").ccache == "depend"
 
 
 def write_profile(templates: Path, name: str, text: str) -> None:
@@ -60,7 +63,9 @@ def test_bad_profiles_are_one_clear_error(tmp_path: Path) -> None:
     write_profile(t, "typo", 'base_target = "defconfig"\noptoins = {}\n')
     write_profile(t, "orphan", 'extends = "kvm-x87"\n')
     write_profile(t, "how", 'extends = "kvm-x86"\nper_patch = "everything"\n')
+    write_profile(t, "cc", 'extends = "kvm-x86"\nccache = "direct"\n')
     for name, words in (("loop", "extends itself"), ("typo", "unknown field 'optoins'"),
+                        ("cc", "ccache = 'direct': one of: preprocessor, depend"),
                         ("orphan", "unknown build profile 'kvm-x87' (extended by orphan)"),
                         ("how", "per_patch = 'everything'")):
         with pytest.raises(KseriesError, match=re.escape(words)):

@@ -88,11 +88,13 @@ def move(b: Build, commit: str) -> None:
     workspace.checkout(b.base, commit, b.src.name)
 
 
-def make_env() -> dict[str, str]:
+def make_env(profile: Profile | None = None) -> dict[str, str]:
     env = {"KBUILD_BUILD_USER": "kseries", "KBUILD_BUILD_HOST": "kseries", "LC_ALL": "C"}
     if shutil.which("ccache"):
         env["CCACHE_DIR"] = str(cache_root() / "ccache")
         env["CCACHE_BASEDIR"] = str(cache_root())
+        if profile is not None and profile.ccache == "depend":
+            env["CCACHE_DEPEND"] = "1"  # kbuild passes -Wp,-MMD: ccache reads that .d file
     return env
 
 
@@ -112,7 +114,7 @@ def make(b: Build, *targets: str, log: str, w1: bool = False,
     """Run make on ``targets``; output goes to logs/<log>.log (replaced each run)."""
     path = b.logs / f"{log}.log"
     path.unlink(missing_ok=True)
-    return proc.run(make_argv(b, *targets, w1=w1, extra=extra), env=make_env(), log_to=path,
+    return proc.run(make_argv(b, *targets, w1=w1, extra=extra), env=make_env(b.profile), log_to=path,
                     check=check, what=what or f"make {' '.join(targets)}", timeout=7200)
 
 

@@ -8,7 +8,12 @@ targets ``kseries build`` makes. ``extends`` takes another profile's fields
 profiles build in, so that a matrix of profiles moves one worktree per patch.
 Whether a profile applies to a base is data too: ``requires`` lists Kconfig
 symbols the base must have, ``unless_depends`` Kconfig entries whose
-``depends on`` naming a symbol rules the profile out.
+``depends on`` naming a symbol rules the profile out. ``ccache`` is how
+ccache finds a result: "preprocessor" (the default) also matches an object
+whose preprocessed source is the same under another profile's config, which the
+matrix's knob profiles live on; "depend" skips the second preprocessor run on a
+miss and matches by the include files' contents only, for a profile no other
+config shares objects with (the vm kernel: a miss there is the common case).
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any
 from kseries.errors import KseriesError
 
 _FIELDS = {"description", "extends", "arch", "base_target", "fragments", "targets", "worktree",
-           "requires", "unless_depends", "options", "per_patch"}
+           "requires", "unless_depends", "options", "per_patch", "ccache"}
 PER_PATCH = ("targets", "series")
+CCACHE_MODES = ("preprocessor", "depend")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class Profile:
     requires: tuple[str, ...] = ()  # Kconfig symbols the base must define
     unless_depends: tuple[tuple[str, str], ...] = ()  # (entry, symbol its depends on names)
     per_patch: str = "targets"  # what check builds at each patch (check/bisect.py)
+    ccache: str = "preprocessor"  # how ccache matches (CCACHE_MODES)
 
     @property
     def tree(self) -> str:
@@ -94,6 +101,10 @@ def load_profile(templates: Path, name: str) -> Profile:
     if per_patch not in PER_PATCH:
         raise KseriesError(f"{path}: per_patch = {per_patch!r}",
                            hint=f"one of: {', '.join(PER_PATCH)}")
+    ccache = str(data.get("ccache", "preprocessor"))
+    if ccache not in CCACHE_MODES:
+        raise KseriesError(f"{path}: ccache = {ccache!r}",
+                           hint=f"one of: {', '.join(CCACHE_MODES)}")
     root = templates.parent
     frags = tuple(root / f for f in data.get("fragments", []))
     for f in frags:
@@ -104,7 +115,7 @@ def load_profile(templates: Path, name: str) -> Profile:
                    tuple(data.get("targets", [])), str(data.get("arch", "")),
                    str(data.get("worktree", "")), tuple(data.get("requires", [])),
                    tuple((str(k), str(v)) for k, v in data.get("unless_depends", {}).items()),
-                   per_patch)
+                   per_patch, ccache)
 
 
 def read_fragment(path: Path) -> dict[str, str]:
