@@ -70,21 +70,11 @@ arch/x86/kvm/ arch/x86/kernel/cpu/:
 """
 
 
-# The vm profile's first make (tinyconfig), waiting like the kvm targets above.
-VM_TARGETS = f"""\
-tinyconfig:
-\t@if [ -n "$${PAUSE}" ]; then echo $$$$ >> "$${PAUSE}"; sleep {SLEEP}; fi
-\tmkdir -p $(O) && : > $(O)/.config
-"""
-
-
-def fault_tree(root: Path, *, vm: bool = False) -> Path:
-    """The synthetic tree with stand-ins for the scripts that check and submit run;
-    ``vm``: its Makefile also has the vm profile's tinyconfig (and no bzImage)."""
+def fault_tree(root: Path) -> Path:
+    """The synthetic tree with stand-ins for the scripts that check and submit run."""
     return make_tree(root, {"scripts/checkpatch.pl": CHECKPATCH,
                             "scripts/get_maintainer.pl": GET_MAINTAINER,
-                            "MAINTAINERS": MAINTAINERS,
-                            "Makefile": MAKEFILE + (VM_TARGETS if vm else "")})
+                            "MAINTAINERS": MAINTAINERS, "Makefile": MAKEFILE})
 
 
 def git_wrapper(directory: Path, word: str) -> Path:

@@ -111,24 +111,6 @@ def test_ctrl_c_in_a_pipeline_runs_no_later_stage(tree: Path, tmp_path: Path) ->
     assert "=== render ===" in out and "=== check ===" not in out and "summary:" not in out
 
 
-def test_ctrl_c_with_the_build_in_the_background(tmp_path: Path) -> None:
-    """The pipeline's build runs beside its check: Ctrl-C stops both and the child's make."""
-    tree = fault_tree(tmp_path / "linux", vm=True)
-    cache, pause = tmp_path / "cache", tmp_path / "pause"
-    run = Started(["pipeline", "--base", str(tree), "--stages", "render,check,build",
-                   "-o", str(tmp_path / "out")], cache, tmp_path / "run", {PAUSE: str(pause)})
-    # the check's make of arch/x86/kvm/ and the background build's make tinyconfig
-    background = str(cache / "build")  # the vm build's directory is under the cache
-    wait_for("the background build's make tinyconfig", lambda: any(
-        "tinyconfig" in argv for argv in processes_mentioning(background)), run)
-    groups = paused_groups(run, pause, count=2)
-    interrupted(run, "check")
-    assert not [g for g in groups if members(g)], "a make is still running"
-    assert not [a for a in processes_mentioning(background) if "tinyconfig" in a]
-    out = run.out.read_text()
-    assert "[build] started in the background" in out and "summary:" not in out
-
-
 def test_ctrl_c_at_check_build(tree: Path, tmp_path: Path) -> None:
     """make is stopped with its jobs; the worktree and build directory serve the next run.
 

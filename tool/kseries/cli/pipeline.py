@@ -5,24 +5,15 @@ same name, run with the pipeline's base; what users choose here is only which
 stages run. A stage that errors stops the stages after it; findings (exit 2)
 do not, so the summary shows them all (submit then refuses, as it should).
 Submit reads the run's results: its Testing done block is what ran.
-
-When both check and build run, the build starts right after render, in a
-child ``kseries build`` whose output goes to ``OUTPUT/build.log``: the vm
-builds do not depend on the check, and the check leaves a core idle for long
-stretches (configuring each profile, checkpatch, Sphinx, sparse on one file),
-which make then uses. The build stage waits for it and shows its output.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from kseries import proc
 from kseries.cli.boundary import INTERRUPTED, run_command
 from kseries.cli.render import add_base_args
 from kseries.errors import KseriesError
@@ -62,55 +53,6 @@ def _results(args: argparse.Namespace) -> tuple[str, ...]:
 STAGE_NAMES = ("render", "check", "build", "run", "submit")
 
 
-@dataclass
-class Background:
-    """A stage running as child ``kseries`` commands while the stages before it go on."""
-
-    log: Path
-    codes: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    thread: threading.Thread | None = None
-
-    def start(self, argvs: list[list[str]]) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.log.unlink(missing_ok=True)
-        self.thread = threading.Thread(target=self._run, args=(argvs,), daemon=True)
-        self.thread.start()
-
-    def _run(self, argvs: list[list[str]]) -> None:
-        t0 = time.monotonic()
-        try:
-            for argv in argvs:
-                res = proc.run([sys.executable, "-m", "kseries", *argv], log_to=self.log,
-                               check=False, what=f"kseries {argv[0]}")
-                self.codes.append(res.returncode)
-                if res.returncode not in (0, 2):
-                    break
-        except (KseriesError, OSError, KeyboardInterrupt) as exc:  # reported by wait()
-            self.codes.append(INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1)
-            with self.log.open("a") as fh:
-                fh.write(f"kseries: error: {exc}\n")
-        self.seconds = time.monotonic() - t0
-
-    def wait(self) -> int:
-        """Wait for the stage, show its output, and return its worst exit code."""
-        assert self.thread is not None
-        if self.thread.is_alive():
-            print(f"[build] waiting for the build started after render (log: {self.log})",
-                  flush=True)
-        while self.thread.is_alive():  # joined in steps: Ctrl-C still reaches this thread
-            self.thread.join(0.5)
-        for line in self.log.read_text(errors="replace").splitlines():
-            if not line.startswith("$ "):  # the argv lines proc writes
-                print(line)
-        return max(self.codes, default=1)
-
-
-def _subcommand(args: argparse.Namespace, argv: tuple[str, ...]) -> list[str]:
-    return [*argv, "--templates", str(args.templates)] \
-        if argv[0] in ("render", "check", "build") else list(argv)
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("pipeline", help="render, check, build, run and prepare the mails")
     add_base_args(p)
@@ -131,44 +73,31 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
     rows: list[tuple[str, str, float, str]] = []
     worst = 0
-    stopped, failed = "", 0
-    all_stages = stages(args)
-    build = next(s for s in all_stages if s.name == "build")
-    background = None
-    for stage in all_stages:
+    stopped = ""
+    for stage in stages(args):
         if stage.name not in wanted:
             rows.append((stage.name, "skipped", 0.0, ""))
             continue
-        if stopped and not (stage is build and background):
+        if stopped:
             rows.append((stage.name, "not run", 0.0, f"{stopped} failed"))
             continue
         print(f"\n=== {stage.name} ===", flush=True)
         t0 = time.monotonic()
         code = 0
-        if stage is build and background:
-            code = background.wait()
-            took = background.seconds
-        else:
-            for argv in stage.argv:
-                code = max(code, run_command(parser.parse_args(_subcommand(args, argv))))
-                if code == INTERRUPTED:  # Ctrl-C: no later stage runs
-                    return code
-            took = time.monotonic() - t0
-        if code == INTERRUPTED:
-            return code
+        for argv in stage.argv:
+            sub = parser.parse_args([*argv, "--templates", str(args.templates)]
+                                    if argv[0] in ("render", "check", "build") else list(argv))
+            code = max(code, run_command(sub))
+            if code == INTERRUPTED:  # Ctrl-C: no later stage runs
+                return code
         status = EXIT_STATUS.get(code, "ERROR")
-        rows.append((stage.name, status, took, " ".join(stage.argv[0])))
-        if code not in (0, 2) and not stopped:
-            stopped, failed = stage.name, code
+        rows.append((stage.name, status, time.monotonic() - t0, " ".join(stage.argv[0])))
+        if code not in (0, 2):
+            stopped = stage.name
         worst = max(worst, code)
-        if stage.name == "render" and not stopped and {"check", "build"} <= set(wanted):
-            background = Background(args.output / "build.log")
-            background.start([_subcommand(args, argv) for argv in build.argv])
-            print(f"\n[build] started in the background, beside the check "
-                  f"(log: {background.log})", flush=True)
     print("\nsummary:")
     for name, status, secs, what in rows:
-        shown = f"{secs:7.1f}s" if secs else "        "
-        print(f"  {name:<8} {status:<9} {shown}  {what}")
+        took = f"{secs:7.1f}s" if secs else "        "
+        print(f"  {name:<8} {status:<9} {took}  {what}")
     print(f"output: {args.output}")
-    return failed if stopped else worst  # an error is not outweighed by findings (2)
+    return worst
