@@ -114,8 +114,9 @@ def make(b: Build, *targets: str, log: str, w1: bool = False,
     """Run make on ``targets``; output goes to logs/<log>.log (replaced each run)."""
     path = b.logs / f"{log}.log"
     path.unlink(missing_ok=True)
-    return proc.run(make_argv(b, *targets, w1=w1, extra=extra), env=make_env(b.profile), log_to=path,
-                    check=check, what=what or f"make {' '.join(targets)}", timeout=7200)
+    return proc.run(make_argv(b, *targets, w1=w1, extra=extra), env=make_env(b.profile),
+                    log_to=path, check=check, what=what or f"make {' '.join(targets)}",
+                    timeout=7200)
 
 
 def configure(b: Build, reporter: Reporter) -> None:
