@@ -214,6 +214,23 @@ def test_cli_pipeline_runs_the_chosen_stages(synthetic: Path, tmp_path: Path,
                    "render, check, build, run, submit\n")
 
 
+def test_pipeline_exit_is_the_worst_stage_not_the_highest_code(
+        tmp_path: Path, isolated_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Findings at check (2), then an error at build (1): the pipeline exits 1, not 2,
+    and the series' build is not tried after the base's failed."""
+    from fault_fixtures import CHECKPATCH  # a checkpatch.pl stand-in that finds nothing
+    tree = make_tree(tmp_path / "linux", {"scripts/checkpatch.pl": CHECKPATCH})
+    code = main(["pipeline", "--base", str(tree), "--stages", "render,check,build",
+                 "-o", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    summary = {ln.split()[0]: ln.split()[1]
+               for ln in out[out.index("summary:"):].splitlines()[1:6]}
+    assert summary == {"render": "PASS", "check": "FINDINGS", "build": "ERROR",
+                       "run": "skipped", "submit": "skipped"}
+    assert code == 1
+    assert "=== build ===" in out and (out + err).count("[build] vm for") == 1
+
+
 def test_unchanged_inputs_reuse_commits_and_edits_do_not(synthetic: Path, v2: Path,
                                                          kselftest: Path, tmp_path: Path) -> None:
     subprocess.run(["cp", "-r", str(v2.parent), str(tmp_path / "series")], check=True)

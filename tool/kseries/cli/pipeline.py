@@ -19,6 +19,16 @@ from kseries.cli.render import add_base_args
 from kseries.errors import KseriesError
 
 EXIT_STATUS = {0: "PASS", 2: "FINDINGS", 3: "INFRA"}
+# Which exit wins when stages end differently: an error (1, or any code not
+# above) over an infrastructure failure (3), over findings (2), over a pass.
+# The numbers' order is not it: a stage that errored after another one's
+# findings still makes the pipeline exit 1.
+SEVERITY = {0: 0, 2: 1, 3: 2}
+
+
+def worse(a: int, b: int) -> int:
+    """The more severe of two exit statuses (see SEVERITY; unknown codes are errors)."""
+    return max(a, b, key=lambda c: SEVERITY.get(c, 3))
 
 
 @dataclass(frozen=True)
@@ -87,14 +97,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         for argv in stage.argv:
             sub = parser.parse_args([*argv, "--templates", str(args.templates)]
                                     if argv[0] in ("render", "check", "build") else list(argv))
-            code = max(code, run_command(sub))
-            if code == INTERRUPTED:  # Ctrl-C: no later stage runs
-                return code
+            ended = run_command(sub)
+            if ended == INTERRUPTED:  # Ctrl-C: no later stage runs
+                return ended
+            code = worse(code, ended)
+            if code not in (0, 2):  # the series' build needs the base's to have worked
+                break
         status = EXIT_STATUS.get(code, "ERROR")
         rows.append((stage.name, status, time.monotonic() - t0, " ".join(stage.argv[0])))
         if code not in (0, 2):
             stopped = stage.name
-        worst = max(worst, code)
+        worst = worse(worst, code)
     print("\nsummary:")
     for name, status, secs, what in rows:
         took = f"{secs:7.1f}s" if secs else "        "
