@@ -31,6 +31,11 @@ def worse(a: int, b: int) -> int:
     return max(a, b, key=lambda c: SEVERITY.get(c, 3))
 
 
+def stops(code: int) -> bool:
+    """Whether a stage that ended with ``code`` stops the rest (findings do not)."""
+    return code not in (0, 2)
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -101,11 +106,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             if ended == INTERRUPTED:  # Ctrl-C: no later stage runs
                 return ended
             code = worse(code, ended)
-            if code not in (0, 2):  # the series' build needs the base's to have worked
+            if stops(code):  # the series' build needs the base's to have worked
                 break
         status = EXIT_STATUS.get(code, "ERROR")
         rows.append((stage.name, status, time.monotonic() - t0, " ".join(stage.argv[0])))
-        if code not in (0, 2):
+        if stops(code):
             stopped = stage.name
         worst = worse(worst, code)
     print("\nsummary:")
