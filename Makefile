@@ -7,30 +7,42 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BASE    ?= debian:6.12
 KSERIES := $(VENV)/bin/kseries
-APT_PACKAGES := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
+# What `make run` needs: the kernel build, sparse and Sphinx for the checks, QEMU and
+# busybox for the guests, ssh and git-email for lab machines and the mails.
+APT_RUN := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
 	python3-venv qemu-system-x86 busybox-static ccache dwarves gdb \
-	openssh-server openssh-client git-email rsync lava-common libxml2-utils \
-	sparse python3-sphinx python3-yaml
+	openssh-client git-email rsync sparse python3-sphinx python3-yaml
+# What only the tests add: a real sshd, LAVA's dispatcher, xmllint for the JUnit schema.
+APT_TEST := openssh-server lava-common libxml2-utils
 # Installed without their Recommends: lava-dispatcher (lava-run, for the LAVA tests)
 # recommends a whole lab's services (lxc, tftpd, nfs, a kernel image) that kseries never uses.
 APT_LEAN := lava-dispatcher
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps apt venv lint typecheck pytest patches bench clean
+.PHONY: run test deps deps-run apt apt-run apt-install venv lint typecheck pytest patches bench clean
 
-run: deps
+run: deps-run
 	$(KSERIES) pipeline --base $(BASE)
 
 test: deps lint typecheck pytest
 
 deps: apt venv
 
-# Install the Debian packages that are missing (no apt-get update when none is).
+deps-run: apt-run venv
+
+# Install the Debian packages that are missing (no apt-get update when none is):
+# `apt` all of them, `apt-run` only what `make run` needs.
 apt:
+	@$(MAKE) -s apt-install FULL="$(APT_RUN) $(APT_TEST)" LEAN="$(APT_LEAN)"
+
+apt-run:
+	@$(MAKE) -s apt-install FULL="$(APT_RUN)" LEAN=""
+
+apt-install:
 	@missing() { for p in "$$@"; do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; \
 	done; }; \
-	full=$$(missing $(APT_PACKAGES)); lean=$$(missing $(APT_LEAN)); \
+	full=$$(missing $(FULL)); lean=$$(missing $(LEAN)); \
 	if [ -n "$$full$$lean" ]; then \
 		echo "apt-get install $$full $$lean"; \
 		$(SUDO) apt-get update -qq && \
