@@ -239,6 +239,71 @@ def feed(
     return result
 
 
+class Running:
+    """A command started by ``spawn``: it runs beside kseries until ``wait`` or ``stop``."""
+
+    def __init__(self, args: tuple[str, ...], child: subprocess.Popen[Any], log_to: Path,
+                 fh: IO[str]) -> None:
+        self.args, self._child, self.log, self._fh = args, child, log_to, fh
+
+    def wait(self) -> Result:
+        """Its exit status and the log's tail, once it has ended (not checked)."""
+        try:
+            code = self._child.wait()
+        except BaseException:  # KeyboardInterrupt: stop it and what it started
+            _stop(self._child)
+            raise
+        finally:
+            self._end()
+        _after(self._child)
+        return Result(self.args, code, _tail(self.log), "", self.log)
+
+    def stop(self) -> None:
+        """Stop it and what it started (SIGTERM, SIGKILL after GRACE), if it still runs."""
+        try:
+            if self._child.poll() is None:
+                _stop(self._child)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        _forget(self._child)
+        self._fh.close()
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log_to: Path,
+    env: Mapping[str, str] | None = None,
+) -> Running:
+    """Start ``argv`` and return at once; stdout and stderr go to ``log_to`` (appended).
+
+    Like ``run``'s commands it has a process group of its own, and ``stop_all``
+    stops it. Whoever spawns it waits for it or stops it.
+    """
+    args = tuple(os.fspath(a) for a in argv)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    log.debug("spawn %s", " ".join(args))
+    log_to.parent.mkdir(parents=True, exist_ok=True)
+    fh = log_to.open("a", encoding="utf-8", errors="replace")
+    try:
+        fh.write(f"$ {' '.join(args)}\n")
+        fh.flush()
+        child = _start(args, env=full_env, text=True, errors="replace",
+                       stdin=subprocess.DEVNULL, stdout=fh, stderr=fh)
+    except FileNotFoundError as exc:
+        fh.close()
+        raise KseriesError(f"{args[0]}: command not found",
+                           hint="install it (make deps does) and retry") from exc
+    except BaseException:
+        fh.close()
+        raise
+    return Running(args, child, log_to, fh)
+
+
 def failure(result: Result, what: str = "") -> KseriesError:
     """The error for a failed command: its name, key lines and the log path."""
     name = what or " ".join(result.argv[:3])
