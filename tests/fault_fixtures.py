@@ -59,8 +59,11 @@ MAKEFILE = f"""\
 VERSION = 6
 PATCHLEVEL = 99
 O ?= .
-.PHONY: defconfig olddefconfig arch/x86/kvm/ arch/x86/kernel/cpu/
+.PHONY: defconfig tinyconfig olddefconfig arch/x86/kvm/ arch/x86/kernel/cpu/
 defconfig:
+\tmkdir -p $(O) && : > $(O)/.config
+tinyconfig:
+\t@if [ -n "$${PAUSE}" ]; then echo $$$$ >> "$${PAUSE}"; sleep {SLEEP}; fi
 \tmkdir -p $(O) && : > $(O)/.config
 olddefconfig:
 \t@true

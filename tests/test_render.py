@@ -229,6 +229,10 @@ def test_pipeline_exit_is_the_worst_stage_not_the_highest_code(
                        "run": "skipped", "submit": "skipped"}
     assert code == 1
     assert "=== build ===" in out and (out + err).count("[build] vm for") == 1
+    # The base's build began beside check; the build stage printed what it said.
+    assert "(began beside check)" in out[out.index("summary:"):]
+    log = (tmp_path / "out" / "build-base.log").read_text()
+    assert "[build] vm for" in log and "[build] vm for" in out
 
 
 def test_unchanged_inputs_reuse_commits_and_edits_do_not(synthetic: Path, v2: Path,

@@ -111,6 +111,26 @@ def test_ctrl_c_in_a_pipeline_runs_no_later_stage(tree: Path, tmp_path: Path) ->
     assert "=== render ===" in out and "=== check ===" not in out and "summary:" not in out
 
 
+def test_ctrl_c_in_a_pipeline_stops_the_base_build_beside_check(tree: Path,
+                                                                 tmp_path: Path) -> None:
+    """The base's vm build runs beside check, as a process of its own: Ctrl-C stops it too.
+
+    Commands of both wait: check's get_maintainer.pl stand-ins, and the base's
+    `make tinyconfig` (the stand-in Makefile's) in the build beside it."""
+    cache, pause, out = tmp_path / "cache", tmp_path / "pause", tmp_path / "out"
+    run = Started(["pipeline", "--base", str(tree), "--stages", "render,check,build",
+                   "-o", str(out)], cache, tmp_path / "run", {PAUSE: str(pause)})
+    wait_for("the base's make tinyconfig beside check", lambda: any(
+        "tinyconfig" in argv for argv in processes_mentioning(str(cache))), run)
+    groups = paused_groups(run, pause, count=2)  # get_maintainer.pl's too
+    interrupted(run, "check")
+    assert not [g for g in groups if members(g)], "a command of check or of the build beside " \
+        "it is still running"
+    assert not processes_mentioning(str(cache)), "the base's build beside check still runs"
+    assert "=== build ===" not in run.out.read_text()
+    assert "nice -n 19" in (out / "build-base.log").read_text().splitlines()[0]
+
+
 def test_ctrl_c_at_check_build(tree: Path, tmp_path: Path) -> None:
     """make is stopped with its jobs; the worktree and build directory serve the next run.
 

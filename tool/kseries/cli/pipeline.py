@@ -5,15 +5,25 @@ same name, run with the pipeline's base; what users choose here is only which
 stages run. A stage that errors stops the stages after it; findings (exit 2)
 do not, so the summary shows them all (submit then refuses, as it should).
 Submit reads the run's results: its Testing done block is what ran.
+
+The build stage's first command, the unpatched base's vm kernel, needs nothing
+check makes, so it starts when check does, as a process of its own at the
+lowest CPU priority (nice 19): check's commands go first, and the base's build
+takes the CPU they leave idle (checkpatch, sparse, Sphinx and make's serial
+steps use one core of two). The build stage then waits for it, prints its
+output and goes on with the series' build. When check stops the pipeline, the
+base's build is stopped too.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kseries import proc
 from kseries.cli.boundary import INTERRUPTED, run_command
 from kseries.cli.render import add_base_args
 from kseries.errors import KseriesError
@@ -66,6 +76,26 @@ def _results(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 STAGE_NAMES = ("render", "check", "build", "run", "submit")
+BESIDE_NICE = "19"  # the base's build beside check takes only the CPU check leaves idle
+
+
+def _beside_check(args: argparse.Namespace, build: Stage) -> proc.Running:
+    """Start the build stage's first command (the base's build) as a process of its own."""
+    log = args.output / "build-base.log"
+    log.unlink(missing_ok=True)
+    argv = [*build.argv[0], "--templates", str(args.templates)]
+    return proc.spawn(["nice", "-n", BESIDE_NICE, sys.executable, "-m", "kseries", *argv],
+                      log_to=log)
+
+
+def _finish(beside: proc.Running) -> int:
+    """Wait for the base's build that ran beside check; print its output; its exit status."""
+    print(f"(the base's build ran beside check, at nice {BESIDE_NICE}: {beside.log})",
+          flush=True)
+    res = beside.wait()
+    out = res.stdout.splitlines()
+    print("\n".join(out[1:] if out and out[0].startswith("$ ") else out), flush=True)
+    return res.returncode
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -89,30 +119,49 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str, float, str]] = []
     worst = 0
     stopped = ""
-    for stage in stages(args):
-        if stage.name not in wanted:
-            rows.append((stage.name, "skipped", 0.0, ""))
-            continue
-        if stopped:
-            rows.append((stage.name, "not run", 0.0, f"{stopped} failed"))
-            continue
-        print(f"\n=== {stage.name} ===", flush=True)
-        t0 = time.monotonic()
-        code = 0
-        for argv in stage.argv:
-            sub = parser.parse_args([*argv, "--templates", str(args.templates)]
-                                    if argv[0] in ("render", "check", "build") else list(argv))
-            ended = run_command(sub)
-            if ended == INTERRUPTED:  # Ctrl-C: no later stage runs
-                return ended
-            code = worse(code, ended)
-            if stops(code):  # the series' build needs the base's to have worked
-                break
-        status = EXIT_STATUS.get(code, "ERROR")
-        rows.append((stage.name, status, time.monotonic() - t0, " ".join(stage.argv[0])))
-        if stops(code):
-            stopped = stage.name
-        worst = worse(worst, code)
+    plan = stages(args)
+    build = next(s for s in plan if s.name == "build")
+    beside: proc.Running | None = None
+    try:
+        for stage in plan:
+            if stage.name not in wanted:
+                rows.append((stage.name, "skipped", 0.0, ""))
+                continue
+            if stopped:
+                rows.append((stage.name, "not run", 0.0, f"{stopped} failed"))
+                continue
+            print(f"\n=== {stage.name} ===", flush=True)
+            if stage.name == "check" and "build" in wanted:
+                args.output.mkdir(parents=True, exist_ok=True)
+                beside = _beside_check(args, build)
+            t0 = time.monotonic()
+            code = 0
+            what = " ".join(stage.argv[0])
+            for argv in stage.argv:
+                if beside is not None and stage.name == "build" and argv == build.argv[0]:
+                    ended, beside = _finish(beside), None
+                    what += " (began beside check)"
+                else:
+                    sub = parser.parse_args([*argv, "--templates", str(args.templates)]
+                                            if argv[0] in ("render", "check", "build")
+                                            else list(argv))
+                    ended = run_command(sub)
+                if ended == INTERRUPTED:  # Ctrl-C: no later stage runs
+                    return ended
+                code = worse(code, ended)
+                if stops(code):  # the series' build needs the base's to have worked
+                    break
+            status = EXIT_STATUS.get(code, "ERROR")
+            rows.append((stage.name, status, time.monotonic() - t0, what))
+            if stops(code):
+                stopped = stage.name
+                if beside is not None:  # check stopped the pipeline: no build follows
+                    beside.stop()
+                    beside = None
+            worst = worse(worst, code)
+    finally:
+        if beside is not None:  # interrupted, or an error left it running
+            beside.stop()
     print("\nsummary:")
     for name, status, secs, what in rows:
         took = f"{secs:7.1f}s" if secs else "        "
