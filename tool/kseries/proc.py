@@ -246,6 +246,9 @@ class Running:
                  fh: IO[str]) -> None:
         self.args, self._child, self.log, self._fh = args, child, log_to, fh
 
+    def ended(self) -> bool:
+        return self._child.poll() is not None
+
     def wait(self) -> Result:
         """Its exit status and the log's tail, once it has ended (not checked)."""
         try:

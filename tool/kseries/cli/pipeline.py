@@ -26,6 +26,7 @@ from pathlib import Path
 from kseries import proc
 from kseries.cli.boundary import INTERRUPTED, run_command
 from kseries.cli.render import add_base_args
+from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
 
 EXIT_STATUS = {0: "PASS", 2: "FINDINGS", 3: "INFRA"}
@@ -89,13 +90,27 @@ def _beside_check(args: argparse.Namespace, build: Stage) -> proc.Running:
 
 
 def _finish(beside: proc.Running) -> int:
-    """Wait for the base's build that ran beside check; print its output; its exit status."""
-    print(f"(the base's build ran beside check, at nice {BESIDE_NICE}: {beside.log})",
+    """Follow the base's build begun beside check until it ends: print its output as it
+    comes (a live status line on a terminal meanwhile); its exit status."""
+    print(f"(the base's build began beside check, at nice {BESIDE_NICE}: {beside.log})",
           flush=True)
-    res = beside.wait()
-    out = res.stdout.splitlines()
-    print("\n".join(out[1:] if out and out[0].startswith("$ ") else out), flush=True)
-    return res.returncode
+    reporter = ConsoleReporter()
+    reporter.start("build", "the unpatched base's vm kernel, begun beside check")
+    seen = 1  # the log's first line is the command
+    while True:
+        ended = beside.ended()
+        lines = beside.log.read_text(errors="replace").splitlines()
+        for line in lines[seen:]:
+            print(line, flush=True)
+        seen = max(seen, len(lines))
+        if ended:
+            break
+        if reporter.live:  # the status line's clock goes on
+            reporter.update(lines[-1] if len(lines) > 1 else "started")
+        time.sleep(1.0)
+    code = beside.wait().returncode
+    reporter.finish(f"the base's build ended with exit {code}")
+    return code
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
