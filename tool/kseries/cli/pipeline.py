@@ -10,9 +10,9 @@ The build stage's first command, the unpatched base's vm kernel, needs nothing
 check makes, so it starts when check does, as a process of its own at the
 lowest CPU priority (nice 19): check's commands go first, and the base's build
 takes the CPU they leave idle (checkpatch, sparse, Sphinx and make's serial
-steps use one core of two). The build stage then waits for it, prints its
-output and goes on with the series' build. When check stops the pipeline, the
-base's build is stopped too.
+steps use one core of two). The build stage then follows its log until it
+ends and goes on with the series' build. When check stops the pipeline, or on
+Ctrl-C, the base's build is stopped too.
 """
 
 from __future__ import annotations
