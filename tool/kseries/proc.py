@@ -76,9 +76,7 @@ def run(
     which is what long builds want; ``Result.stdout`` then holds the log's tail.
     """
     args = tuple(os.fspath(a) for a in argv)
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    full_env = _environ(env)
     log.debug("run %s (cwd=%s)", " ".join(args), cwd or ".")
     try:
         if log_to is not None:
@@ -95,9 +93,7 @@ def run(
     except FileNotFoundError as exc:
         if exc.filename not in (args[0], None):
             raise  # cwd or a log file, not the command
-        raise KseriesError(
-            f"{args[0]}: command not found", hint="install it (make deps does) and retry"
-        ) from exc
+        raise _not_found(args) from exc
     except subprocess.TimeoutExpired as exc:
         raise KseriesError(
             f"{what or args[0]} timed out after {timeout:.0f}s",
@@ -108,6 +104,19 @@ def run(
     if check and code != 0:
         raise failure(result, what)
     return result
+
+
+def _environ(env: Mapping[str, str] | None) -> dict[str, str]:
+    """kseries' environment with ``env`` added: what every command runs with."""
+    full = dict(os.environ)
+    if env:
+        full.update(env)
+    return full
+
+
+def _not_found(args: tuple[str, ...]) -> KseriesError:
+    return KseriesError(f"{args[0]}: command not found",
+                        hint="install it (make deps does) and retry")
 
 
 def _communicate(
@@ -210,9 +219,7 @@ def feed(
 ) -> Result:
     """Run ``argv`` streaming ``chunks`` into its stdin (e.g. ``git fast-import``)."""
     args = tuple(os.fspath(a) for a in argv)
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    full_env = _environ(env)
     log.debug("feed %s (cwd=%s)", " ".join(args), cwd or ".")
     child = _start(args, cwd=cwd, env=full_env, stdin=subprocess.PIPE,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -278,7 +285,6 @@ def spawn(
     argv: Sequence[str | os.PathLike[str]],
     *,
     log_to: Path,
-    env: Mapping[str, str] | None = None,
 ) -> Running:
     """Start ``argv`` and return at once; stdout and stderr go to ``log_to`` (appended).
 
@@ -286,21 +292,17 @@ def spawn(
     stops it. Whoever spawns it waits for it or stops it.
     """
     args = tuple(os.fspath(a) for a in argv)
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
     log.debug("spawn %s", " ".join(args))
     log_to.parent.mkdir(parents=True, exist_ok=True)
     fh = log_to.open("a", encoding="utf-8", errors="replace")
     try:
         fh.write(f"$ {' '.join(args)}\n")
         fh.flush()
-        child = _start(args, env=full_env, text=True, errors="replace",
+        child = _start(args, text=True, errors="replace",
                        stdin=subprocess.DEVNULL, stdout=fh, stderr=fh)
     except FileNotFoundError as exc:
         fh.close()
-        raise KseriesError(f"{args[0]}: command not found",
-                           hint="install it (make deps does) and retry") from exc
+        raise _not_found(args) from exc
     except BaseException:
         fh.close()
         raise
