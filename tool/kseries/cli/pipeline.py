@@ -96,18 +96,22 @@ def _finish(beside: proc.Running) -> int:
           flush=True)
     reporter = ConsoleReporter()
     reporter.start("build", "the unpatched base's vm kernel, begun beside check")
-    seen = 1  # the log's first line is the command
-    while True:
-        ended = beside.ended()
-        lines = beside.log.read_text(errors="replace").splitlines()
-        for line in lines[seen:]:
-            print(line, flush=True)
-        seen = max(seen, len(lines))
-        if ended:
-            break
-        if reporter.live:  # the status line's clock goes on
-            reporter.update(lines[-1] if len(lines) > 1 else "started")
-        time.sleep(1.0)
+    last, pending = "started", ""
+    with beside.log.open(encoding="utf-8", errors="replace") as log:
+        log.readline()  # the command
+        while True:
+            ended = beside.ended()
+            *lines, pending = (pending + log.read()).split("\n")  # whole lines only
+            for line in lines:
+                print(line, flush=True)
+            last = lines[-1] if lines else last
+            if ended:
+                break
+            if reporter.live:  # the status line's clock goes on
+                reporter.update(last)
+            time.sleep(1.0)
+    if pending:
+        print(pending, flush=True)
     code = beside.wait().returncode
     reporter.finish(f"the base's build ended with exit {code}")
     return code
