@@ -249,7 +249,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = harness.run_hosts(
         hosts, inv.plan, kernel=args.kernel, tests=tests, out_dir=out, kselftest=KSELFTEST,
         reporter=board, patched=not args.unpatched, baseline=baseline, jobs=args.jobs,
-        accel=accel, series=identify(args, args.kernel, patched=not args.unpatched))
+        accel=accel, series=identify(args, args.kernel, patched=not args.unpatched),
+        traits=inventory.series_traits(series_dir(args.series) / "series.toml"))
     report.notes.append(f"base: {args.base}")
     if not report.series.tip and report.series.patched:
         report.notes.append(f"series: {report.series.how}")
