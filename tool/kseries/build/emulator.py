@@ -52,7 +52,7 @@ class Spec:
     patch: Path
     target: str
     configure: tuple[str, ...]
-    firmware: Path
+    firmware: tuple[Path, ...]  # where QEMU looks for firmware (-L), in order
     model: str
     cpu_flag: str
     trace: str
@@ -88,7 +88,8 @@ def load_spec(kselftest: Path) -> Spec:
         q = tomllib.loads(path.read_text())["qemu"]
         patch = path.parent / q["patch"]
         return Spec(q["package"], q["version"], q["suite"], q.get("accept", ""), patch,
-                    q["target"], tuple(q["configure"]), Path(q["firmware"]), q["model"],
+                    q["target"], tuple(q["configure"]), tuple(map(Path, q["firmware"])),
+                    q["model"],
                     q["cpu_flag"], q["trace"])
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise KseriesError(f"{path}: cannot read the emulator's description ({exc})") from exc

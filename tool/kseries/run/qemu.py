@@ -149,8 +149,10 @@ def argv(settings: QemuSettings, accel: Accel, kernel: Path, rd: Path, console: 
     binary: list[str] = [QEMU]
     if emulator is not None:
         spec = emulator.spec
-        binary = [str(emulator.binary), "-L", str(spec.firmware),
-                  "-trace", f"enable={spec.trace},file={console.parent / MODEL_TRACE}"]
+        binary = [str(emulator.binary)]
+        for d in spec.firmware:
+            binary += ["-L", str(d)]
+        binary += ["-trace", f"enable={spec.trace},file={console.parent / MODEL_TRACE}"]
     return [
         *binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         *accel.args(),
