@@ -114,7 +114,7 @@ def test_newer_neighbours_in_word_15_intercepts_and_exits(derived: Derived,
 def test_renumbered_api_section(derived: Derived, tmp_path: Path, series: str) -> None:
     derived.edit("Documentation/virt/kvm/api.rst", "7.22 KVM_CAP_X86_BUS_LOCK_EXIT",
                  "7.31 KVM_CAP_X86_BUS_LOCK_EXIT")
-    s, text = render_derived(derived, tmp_path, series)
+    s, _ = render_derived(derived, tmp_path, series)
     assert s.facts.doc.section == "7.31"
     api = next(f.read_text() for f in s.files[1:] if "Documentation/virt/kvm/api.rst" in
                f.read_text())
