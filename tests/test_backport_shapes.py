@@ -80,6 +80,23 @@ def test_5_15_shape_renders_and_applies(debian_61: bases.Base, tmp_path: Path,
     applies_in_order(s, tmp_path)
 
 
+def test_5_15_backport_notes_come_from_the_probed_facts(debian_61: bases.Base,
+                                                       tmp_path: Path) -> None:
+    from conftest import KSELFTEST, TEMPLATES
+    from kseries.render.manifest import Person
+    b = derive(debian_61, tmp_path / "linux-5.15.git", "5.15")
+    ada = Person("ada", "Ada Backport", "ada@example.org")
+    s = render.render(b, TEMPLATES / "series" / "merged", KSELFTEST, tmp_path / "out",
+                      sender=ada, stable="5.15.y")
+    p4 = " ".join(s.files[4].read_text().split("\n---\n", 1)[0].split())
+    assert "[ Ada Backport: the capability is the global kvm_has_bus_lock_exit on this tree " \
+           "(declared in arch/x86/include/asm/kvm_host.h)" in p4
+    assert "bus_lock_rip is a field of struct svm_nested_state beside it ]" in p4
+    assert p4.endswith("Signed-off-by: Ada Backport <ada@example.org>")
+    assert "Subject: [PATCH 5.15.y 4/5]" in p4
+    assert "[ Ada Backport:" not in s.files[1].read_text()  # patch 1: nothing adapted
+
+
 def test_5_10_shape_is_refused_with_the_true_reason(debian_61: bases.Base, tmp_path: Path,
                                                     series: str) -> None:
     b = derive(debian_61, tmp_path / "linux-5.10.git", "5.10")

@@ -165,7 +165,7 @@ def test_kvm_helpers_older_and_newer_shapes() -> None:
                           "static __always_inline bool guest_cpu_cap_has(struct kvm_vcpu *v,\n",
                           svm_h + "static __always_inline bool sev_snp_guest(struct kvm *kvm)\n")
     assert (new.guest_has, new.encrypted_guests) == ("guest_cpu_cap_has", "SEV-ES or SNP")
-    with pytest.raises(KseriesError, match="neither kvm_caps.has_bus_lock_exit nor a global"):
+    with pytest.raises(KseriesError, match=r"neither kvm_caps\.has_bus_lock_exit nor a global"):
         probe.probe_kvm("struct kvm_caps {\n};\n", kvm_host, FILES["arch/x86/kvm/cpuid.h"],
                         svm_h)
 
