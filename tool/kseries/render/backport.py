@@ -21,7 +21,7 @@ from kseries.errors import KseriesError
 from kseries.render.manifest import Manifest, Patch, Person
 from kseries.render.templating import WRAP, Templates
 
-TREE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+TREE_NAME = re.compile(r"[A-Za-z0-9]+(?:[._+-][A-Za-z0-9]+)*")  # also a git ref component
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def check_request(manifest: Manifest, tree: str) -> None:
                            hint="e.g. --stable 6.6.y, as its subjects will say [PATCH 6.6.y n/m]")
     if not TREE_NAME.fullmatch(tree):
         raise KseriesError(f"--stable {tree!r}: not a tree name",
-                           hint="letters, digits and . _ + -, e.g. 6.6.y")
+                           hint="letters and digits, joined by single . _ + or -, e.g. 6.6.y")
     if manifest.backport is None:
         raise KseriesError(
             f"--stable: series {manifest.id} was never merged upstream, so there is nothing "
