@@ -19,6 +19,7 @@ from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
+from kseries.render import backport, manifest
 from kseries.render import series as rendering
 from kseries.render.manifest import CheckRule, Person
 from kseries.run import records
@@ -113,6 +114,7 @@ def _backport(args: argparse.Namespace, templates: Path, chosen: Path, tmp: Path
     if args.reroll is not None or args.rfc is not None:
         raise KseriesError("--stable takes no version or RFC label: a backport is "
                            "[PATCH TREE n/m]")
+    backport.check_request(manifest.load(chosen), args.stable)  # before anything is rendered
     checked = _render(args.base, templates, chosen, tmp / "checked", reporter)
     series = _render(args.base, templates, chosen, tmp / "series", reporter,
                      sender=sender, stable=args.stable)
