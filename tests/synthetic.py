@@ -111,9 +111,14 @@ struct kvm_vcpu_arch {
 	struct kvm_pio_request pio;
 };
 
+struct kvm_arch {
+	bool bus_lock_detection_enabled;
+};
+
 unsigned long kvm_get_linear_rip(struct kvm_vcpu *vcpu);
 bool kvm_is_linear_rip(struct kvm_vcpu *vcpu, unsigned long linear_rip);
 """,
+    "include/uapi/linux/kvm.h": "#define KVM_CAP_X86_BUS_LOCK_EXIT 193\n",
     "arch/x86/kvm/x86.c": """\
 static int complete_fast_pio_out(struct kvm_vcpu *vcpu)
 {
@@ -136,6 +141,11 @@ struct vmcb_ctrl_area_cached {
 	u64 virt_ext;
 	u32 clean;
 };
+
+static __always_inline bool sev_es_guest(struct kvm *kvm)
+{
+	return false;
+}
 """,
     "arch/x86/kvm/cpuid.h": (
         "static __always_inline bool guest_cpuid_has(struct kvm_vcpu *vcpu,\n"

@@ -146,19 +146,38 @@ def test_exits_table_without_the_neighbour_uses_the_nearest_lower() -> None:
 
 
 def test_kvm_helpers_6_12_and_6_1_shape() -> None:
-    k = probe.probe_kvm(FILES["arch/x86/kvm/x86.h"], FILES["arch/x86/kvm/cpuid.h"])
+    k = probe.probe_kvm(FILES["arch/x86/kvm/x86.h"], FILES["arch/x86/include/asm/kvm_host.h"],
+                        FILES["arch/x86/kvm/cpuid.h"], FILES["arch/x86/kvm/svm/svm.h"])
     assert (k.bus_lock_cap, k.guest_has) == ("kvm_caps.has_bus_lock_exit", "guest_cpuid_has")
+    assert (k.cap_declared_in, k.encrypted_guests) == ("arch/x86/kvm/x86.h", "SEV-ES")
 
 
 def test_kvm_helpers_older_and_newer_shapes() -> None:
-    old = probe.probe_kvm("extern bool kvm_has_bus_lock_exit;\n",
-                          "static inline bool guest_cpuid_has(struct kvm_vcpu *v, int f)\n")
-    assert old.bus_lock_cap == "kvm_has_bus_lock_exit"
-    new = probe.probe_kvm(FILES["arch/x86/kvm/x86.h"],
-                          "static __always_inline bool guest_cpu_cap_has(struct kvm_vcpu *v,\n")
-    assert new.guest_has == "guest_cpu_cap_has"
-    with pytest.raises(KseriesError, match="predates KVM_CAP_X86_BUS_LOCK_EXIT"):
-        probe.probe_kvm("struct kvm_caps {\n};\n", FILES["arch/x86/kvm/cpuid.h"])
+    kvm_host = FILES["arch/x86/include/asm/kvm_host.h"]
+    svm_h = FILES["arch/x86/kvm/svm/svm.h"]
+    # 5.15: a global, declared in asm/kvm_host.h; x86.h has no struct kvm_caps
+    old = probe.probe_kvm("", kvm_host + "extern bool kvm_has_bus_lock_exit;\n",
+                          "static inline bool guest_cpuid_has(struct kvm_vcpu *v, int f)\n",
+                          svm_h)
+    assert (old.bus_lock_cap, old.cap_declared_in) == ("kvm_has_bus_lock_exit",
+                                                       "arch/x86/include/asm/kvm_host.h")
+    new = probe.probe_kvm(FILES["arch/x86/kvm/x86.h"], kvm_host,
+                          "static __always_inline bool guest_cpu_cap_has(struct kvm_vcpu *v,\n",
+                          svm_h + "static __always_inline bool sev_snp_guest(struct kvm *kvm)\n")
+    assert (new.guest_has, new.encrypted_guests) == ("guest_cpu_cap_has", "SEV-ES or SNP")
+    with pytest.raises(KseriesError, match=r"neither kvm_caps\.has_bus_lock_exit nor a global"):
+        probe.probe_kvm("struct kvm_caps {\n};\n", kvm_host, FILES["arch/x86/kvm/cpuid.h"],
+                        svm_h)
+
+
+def test_a_base_without_bus_lock_detection_is_refused_first() -> None:
+    f = Files()
+    f.files["include/uapi/linux/kvm.h"] = ""
+    f.files["arch/x86/kvm/x86.h"] = "struct kvm_caps {\n};\n"
+    with pytest.raises(KseriesError, match=r"predates KVM's bus lock detection: it has no "
+                       r"KVM_CAP_X86_BUS_LOCK_EXIT in include/uapi/linux/kvm\.h; both came "
+                       r"with Linux 5\.12"):
+        probe.probe(f)
 
 
 def test_doc_section_found_by_capability_name() -> None:

@@ -193,7 +193,7 @@ def test_cli_render_prints_one_line_per_patch(synthetic: Path, tmp_path: Path,
     lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
     assert len(lines) == 5
     assert lines[2].startswith("  3/5 KVM: SVM: Enable Bus lock threshold exit  [")
-    assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +39 -1]")
+    assert "arch/x86/kvm/svm/svm.c" in lines[2] and lines[2].endswith("; +43 -1]")
 
 
 def test_cli_pipeline_runs_the_chosen_stages(synthetic: Path, tmp_path: Path,

@@ -179,8 +179,15 @@ def parse_trailers(body: str) -> tuple[Trailer, ...]:
     lines = [ln.rstrip() for ln in paragraphs[-1].splitlines() if ln.strip()]
     found = [_TRAILER.match(ln) for ln in lines]
     matches = [m for m in found if m is not None]
-    notes = [ln for ln, m in zip(lines, found, strict=True) if m is None and ln.startswith("[")]
-    if not matches or len(matches) + len(notes) < len(lines):
+    # A backporter's note, "[ Name: what changed ]", may go on over indented lines.
+    notes, open_note = 0, False
+    for ln, m in zip(lines, found, strict=True):
+        if m is None and (ln.startswith("[") or (open_note and ln.startswith(" "))):
+            notes += 1
+            open_note = not ln.endswith("]")
+        else:
+            open_note = False
+    if not matches or len(matches) + notes < len(lines):
         return ()
     return tuple(Trailer(m.group(1), m.group(2).strip()) for m in matches)
 

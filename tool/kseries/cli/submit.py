@@ -12,18 +12,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kseries.base import bases
+from kseries.base import bases, workspace
 from kseries.base.cache import cache_root
 from kseries.cli.paths import DEFAULT_SERIES, KSELFTEST, TEMPLATES, series_dir
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
+from kseries.render import backport, manifest
 from kseries.render import series as rendering
-from kseries.render.manifest import CheckRule
+from kseries.render.manifest import CheckRule, Person
 from kseries.run import records
 from kseries.submit import b4 as b4prep
-from kseries.submit import evidence, gate, outbox, rangediff, recipients, testing
+from kseries.submit import evidence, gate, outbox, rangediff, recipients, sender, testing
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,6 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="add the RFC prefix")
     rfc.add_argument("--no-rfc", dest="rfc", action="store_false",
                      help="remove the RFC prefix")
+    p.add_argument("--from", dest="sender", metavar='"NAME <EMAIL>"',
+                   help="who sends the series (default: git's user.name and user.email, "
+                        "else the manifest's sender); a patch they do not sign last gets "
+                        "their Signed-off-by")
+    p.add_argument("--stable", nargs="?", const="", metavar="TREE",
+                   help="send the merged series as a backport to TREE (e.g. 6.6.y): "
+                        "[PATCH TREE n/m], each patch naming its upstream commit, with "
+                        "what was adapted for the base in a note above the sender's "
+                        "Signed-off-by")
     p.add_argument("--range-diff-against", metavar="BASE-or-DIR",
                    help="put a range-diff into the cover letter, against the series rendered "
                         "for another base, or against a directory of an earlier rendering")
@@ -88,9 +98,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _render(spec: str, templates: Path, series: Path, out: Path, reporter: Reporter,
-            version: int | None = None, rfc: bool | None = None) -> rendering.RenderedSeries:
+            version: int | None = None, rfc: bool | None = None,
+            sender: Person | None = None, stable: str | None = None,
+            ) -> rendering.RenderedSeries:
     base = bases.resolve(spec, templates)
-    return rendering.render(base, series, KSELFTEST, out, reporter, version=version, rfc=rfc)
+    return rendering.render(base, series, KSELFTEST, out, reporter, version=version, rfc=rfc,
+                            sender=sender, stable=stable)
+
+
+def _backport(args: argparse.Namespace, templates: Path, chosen: Path, tmp: Path,
+              reporter: Reporter, sender: Person | None,
+              ) -> tuple[rendering.RenderedSeries, rendering.RenderedSeries]:
+    """The backport, and the series it carries as checked (the same tree at every patch):
+    the records of what ran are those of the checked series' tip."""
+    if args.reroll is not None or args.rfc is not None:
+        raise KseriesError("--stable takes no version or RFC label: a backport is "
+                           "[PATCH TREE n/m]")
+    backport.check_request(manifest.load(chosen), args.stable)  # before anything is rendered
+    checked = _render(args.base, templates, chosen, tmp / "checked", reporter)
+    series = _render(args.base, templates, chosen, tmp / "series", reporter,
+                     sender=sender, stable=args.stable)
+    for a, b in zip(checked.commits, series.commits, strict=True):
+        if workspace.git(checked.repo, "rev-parse", f"{a}^{{tree}}").stdout != \
+                workspace.git(series.repo, "rev-parse", f"{b}^{{tree}}").stdout:
+            raise KseriesError(f"the backport's commit {b[:12]} differs in code from the "
+                               f"series' {a[:12]}", hint="this is a bug of kseries")
+    return series, checked
 
 
 def _is_rendering(spec: str) -> bool:
@@ -129,18 +162,21 @@ def print_gate(states: tuple[gate.State, ...], ev: evidence.Evidence,
 
 
 def testing_done(series: rendering.RenderedSeries, runs: list[records.RunRecord], notes: str,
-                 reporter: Reporter) -> tuple[tuple[gate.State, ...], str]:
-    """The gate's state and the Testing done block, printed; the block's text returned."""
+                 reporter: Reporter, checked: rendering.RenderedSeries | None = None,
+                 ) -> tuple[tuple[gate.State, ...], str]:
+    """The gate's state and the Testing done block, printed; the block's text returned.
+    ``checked``: the series whose records count (a backport's, same code)."""
+    checked = checked or series
     gate.validate(series.manifest.gate, series.manifest.path)
-    reporter.start("testing", f"records of {series.tip[:12]}")
-    ev = evidence.gather(series.base, series.tip, runs)
+    reporter.start("testing", f"records of {checked.tip[:12]}")
+    ev = evidence.gather(series.base, checked.tip, runs)
     states = gate.evaluate(series.manifest.gate, ev)
     text = testing.block(testing.Inputs(ev, gate.wanted(states, ev),
                                         tuple(rendering.summarize(series)),
                                         series.base.describe, notes))
     reporter.finish("DONE", f"check {'recorded' if ev.check else 'not recorded'}, "
                     f"{len(ev.runs)} run(s)")
-    print_gate(states, ev, series)
+    print_gate(states, ev, checked)
     print(f"\n{text}\n")
     return states, text
 
@@ -153,11 +189,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     notes = testing.read_notes(args.testing_notes) if args.testing_notes else ""
     runs = [records.load(path) for path in args.results]
     reporter = ConsoleReporter()
+    who_sends = sender.resolve(args.sender)
     with tempfile.TemporaryDirectory(prefix="kseries-submit-") as tmp:
         chosen = series_dir(args.series)
-        series = _render(args.base, templates, chosen, Path(tmp) / "series", reporter,
-                         args.reroll, args.rfc)
-        states, text = testing_done(series, runs, notes, reporter)
+        checked = None
+        if args.stable is not None:
+            series, checked = _backport(args, templates, chosen, Path(tmp), reporter, who_sends)
+        else:
+            series = _render(args.base, templates, chosen, Path(tmp) / "series", reporter,
+                             args.reroll, args.rfc, sender=who_sends)
+        states, text = testing_done(series, runs, notes, reporter, checked)
         missing = [s for s in states if not s.met]
         if args.dry_run:
             return 2 if missing else 0

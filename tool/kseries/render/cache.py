@@ -22,15 +22,18 @@ from kseries.render.templating import search_path
 # The modules whose code decides a render's commits, relative to the package.
 CODE = ("render/series.py", "render/probe.py", "render/rip.py", "render/reading.py",
         "render/edits.py", "render/csource.py", "base/objects.py", "render/templating.py",
-        "render/manifest.py", "render/cache.py")
+        "render/manifest.py", "render/cache.py", "render/backport.py")
 
 
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def inputs_key(base: Base, series: Path, kselftest: Path) -> str:
+def inputs_key(base: Base, series: Path, kselftest: Path, variant: str = "") -> str:
+    """``variant``: what else shapes the commits (a backport's tree and sender)."""
     h = hashlib.sha256(base.commit.encode())
+    if variant:
+        h.update(f"\0variant\0{variant}".encode())
     package = Path(__file__).parents[1]
     roots = [*search_path(series, kselftest), package]
     files = [*(_files(d) for d in roots[:-1]), [package / name for name in CODE]]

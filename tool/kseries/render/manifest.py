@@ -15,6 +15,7 @@ the rule is the whole check (``check = "all"``).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,18 @@ class Patch:
     message: str  # template name under the series' messages/
     changes: tuple[str, ...]  # change names under the series' changes/
     trailers: tuple[Trailer, ...]
+    # The upstream commit that carries this patch ("" for a series never merged), and
+    # trailers it gained on the way (a Reviewed-by given to the posting that was applied).
+    upstream: str = ""
+    upstream_trailers: tuple[Trailer, ...] = ()
+
+
+@dataclass(frozen=True)
+class Backport:
+    """``[series.backport]``: how the series is sent to a stable or vendor tree."""
+
+    cover: str  # the cover letter template of a backport
+    notes: str  # the template of the adaptation notes, from the facts of the base
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ class Manifest:
     gate: tuple[GateRule, ...] = DEFAULT_GATE
     path: Path | None = None  # the manifest file, for messages that name it
     matrix: tuple[str, ...] = DEFAULT_MATRIX  # build profiles every patch is built with
+    backport: Backport | None = None  # None: the series was never merged upstream
 
     @property
     def prefix(self) -> str:
@@ -169,6 +183,9 @@ def _manifest(data: dict, series: Path) -> Manifest:  # type: ignore[type-arg]
             message=p["message"],
             changes=tuple(p["changes"]),
             trailers=tuple(Trailer(t, person(k, where)) for t, k in p["trailers"]),
+            upstream=_upstream(p.get("upstream", ""), path, where),
+            upstream_trailers=tuple(Trailer(t, person(k, where))
+                                    for t, k in p.get("upstream_trailers", ())),
         ))
     if not patches:
         raise KseriesError(f"{path}: no [[patch]] entries", hint="the series needs a patch")
@@ -190,7 +207,26 @@ def _manifest(data: dict, series: Path) -> Manifest:  # type: ignore[type-arg]
         gate=_gate(data.get("gate"), path),
         path=path,
         matrix=_matrix(s.get("matrix", list(DEFAULT_MATRIX)), path),
+        backport=_backport(s.get("backport"), patches, path),
     )
+
+
+def _upstream(commit: object, path: Path, where: str) -> str:
+    if not isinstance(commit, str) or (commit and not re.fullmatch(r"[0-9a-f]{40}", commit)):
+        raise KseriesError(f"{path}: {where}: upstream must be a commit id of 40 hex digits")
+    return commit
+
+
+def _backport(entry: object, patches: list[Patch], path: Path) -> Backport | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or set(entry) != {"cover", "notes"}:
+        raise KseriesError(f"{path}: [series.backport] has cover = TEMPLATE and notes = TEMPLATE")
+    missing = [p.number for p in patches if not p.upstream]
+    if missing:
+        raise KseriesError(f"{path}: [series.backport] but patch {missing[0]} names no "
+                           "upstream commit", hint="add upstream = COMMIT to every [[patch]]")
+    return Backport(str(entry["cover"]), str(entry["notes"]))
 
 
 def _matrix(names: object, path: Path) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kseries.errors import KseriesError
 from kseries.render import csource
 from kseries.render.reading import ProbeError, TreeReader, block_body, need
 from kseries.render.rip import (
@@ -33,6 +34,7 @@ SVM_C = "arch/x86/kvm/svm/svm.c"
 PROC_C = "arch/x86/kernel/cpu/proc.c"
 MKCAPFLAGS = "arch/x86/kernel/cpu/mkcapflags.sh"
 API_RST = "Documentation/virt/kvm/api.rst"
+UAPI_KVM_H = "include/uapi/linux/kvm.h"
 SELFTESTS = "tools/testing/selftests/kvm"
 
 # Hardware facts (AMD APM vol. 2, 15.14.5; the cover letter).
@@ -100,11 +102,15 @@ class Exits:
 @dataclass(frozen=True)
 class Kvm:
     bus_lock_cap: str  # lvalue that says "this CPU can exit on bus locks"
+    cap_declared_in: str  # the header declaring it (x86.h's struct kvm_caps, or asm/kvm_host.h)
     # The helper that asks whether a vCPU's CPUID has a feature (6.1 and 6.12:
     # guest_cpuid_has; newer bases: guest_cpu_cap_has). The series does not
     # offer the feature to L1, so no template calls it; it is probed so that a
     # change that does (nested support) adapts instead of hard-coding one.
     guest_has: str
+    # The SEV guests whose RIP KVM cannot read (it reads as 0), as the base's
+    # svm/svm.h knows them: "SEV-ES or SNP", "SEV-ES", or "" for none.
+    encrypted_guests: str
 
 
 @dataclass(frozen=True)
@@ -129,13 +135,15 @@ class Facts:
 
 def probe(tree: TreeReader) -> Facts:
     """Read every fact the templates need from ``tree``."""
+    require_bus_lock_detection(tree)
     return Facts(
         selftest=probe_selftest(tree),
         cpufeature=probe_cpufeature(need(tree, CPUFEATURES)),
         intercept=probe_intercept(need(tree, SVM_H)),
         vmcb=probe_vmcb(need(tree, SVM_H)),
         exits=probe_exits(need(tree, UAPI_SVM_H), need(tree, SVM_C)),
-        kvm=probe_kvm(need(tree, X86_H), tree.read("arch/x86/kvm/cpuid.h") or ""),
+        kvm=probe_kvm(need(tree, X86_H), need(tree, KVM_HOST_H),
+                      tree.read("arch/x86/kvm/cpuid.h") or "", need(tree, KVM_SVM_H)),
         doc=probe_doc(need(tree, API_RST)),
         rip=probe_rip(need(tree, KVM_HOST_H), need(tree, X86_C), tree.read(X86_H) or ""),
         nested=probe_nested(need(tree, KVM_SVM_H), need(tree, NESTED_C)),
@@ -295,21 +303,43 @@ def _nearest(names: list[str], codes: dict[str, int], path: str, what: str) -> s
     return max(below)[1]
 
 
-def probe_kvm(x86_h: str, cpuid_h: str) -> Kvm:
+def require_bus_lock_detection(tree: TreeReader) -> None:
+    """The series implements KVM's bus lock exit on SVM: the base must have it for VMX."""
+    missing = []
+    if not re.search(r"^#define KVM_CAP_X86_BUS_LOCK_EXIT\b", tree.read(UAPI_KVM_H) or "", re.M):
+        missing.append(f"KVM_CAP_X86_BUS_LOCK_EXIT in {UAPI_KVM_H}")
+    if not re.search(r"\bbool bus_lock_detection_enabled;", tree.read(KVM_HOST_H) or ""):
+        missing.append(f"bus_lock_detection_enabled in {KVM_HOST_H}")
+    if missing:
+        raise KseriesError(
+            f"this base predates KVM's bus lock detection: it has no "
+            f"{' and no '.join(missing)}; both came with Linux 5.12, and the series "
+            f"builds on them",
+            hint="the 5.12 bus lock detection series (KVM_CAP_X86_BUS_LOCK_EXIT on VMX) "
+                 "has to come first")
+
+
+def probe_kvm(x86_h: str, kvm_host: str, cpuid_h: str, svm_h: str) -> Kvm:
     if re.search(r"struct kvm_caps\s*\{[^}]*\bhas_bus_lock_exit\b", x86_h, re.S):
-        cap = "kvm_caps.has_bus_lock_exit"
-    elif re.search(r"\bkvm_has_bus_lock_exit\b", x86_h):
-        cap = "kvm_has_bus_lock_exit"
+        cap, where = "kvm_caps.has_bus_lock_exit", X86_H
     else:
-        raise ProbeError(X86_H, "KVM's bus lock exit capability (has_bus_lock_exit)",
-                         "the base predates KVM_CAP_X86_BUS_LOCK_EXIT (5.12)")
+        decl = r"^extern bool kvm_has_bus_lock_exit;"
+        where = next((path for path, text in ((X86_H, x86_h), (KVM_HOST_H, kvm_host))
+                      if re.search(decl, text, re.M)), "")
+        if not where:
+            raise ProbeError(X86_H, "KVM's bus lock exit capability",
+                             f"neither kvm_caps.has_bus_lock_exit nor a global "
+                             f"kvm_has_bus_lock_exit declared here or in {KVM_HOST_H}")
+        cap = "kvm_has_bus_lock_exit"
     if re.search(r"\bbool guest_cpuid_has\(", cpuid_h):
         helper = "guest_cpuid_has"
     elif re.search(r"\bbool guest_cpu_cap_has\(", cpuid_h):
         helper = "guest_cpu_cap_has"
     else:
         helper = ""  # reported by `kseries facts`; no template needs it today
-    return Kvm(cap, helper)
+    kinds = [name for name, fn in (("SEV-ES", "sev_es_guest"), ("SNP", "sev_snp_guest"))
+             if re.search(rf"\bbool {fn}\(", svm_h)]
+    return Kvm(cap, where, helper, " or ".join(kinds))
 
 
 def probe_doc(text: str) -> Doc:

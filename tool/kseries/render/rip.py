@@ -34,7 +34,13 @@ class Rip:
 class Nested:
     """The nested SVM code the merged design's RIP tracking hooks into."""
 
-    cached_struct: str  # the first line of struct vmcb_ctrl_area_cached
+    # The first line of struct vmcb_ctrl_area_cached, the nested state's cache
+    # of vmcb12's controls; "" where the base caches a whole struct
+    # vmcb_control_area instead (then bus_lock_rip goes beside it, after
+    # ``ctl_line`` in struct svm_nested_state, not into the hardware layout).
+    cached_struct: str
+    ctl_line: str  # the cache's line in struct svm_nested_state ("" with cached_struct)
+    rip: str  # the recorded RIP as a member of svm->nested: "ctl.bus_lock_rip" or "bus_lock_rip"
     vmrun_rip: str  # C expression: the L2 RIP that nested VMRUN enters (vmcb12's)
 
 
@@ -69,19 +75,28 @@ def probe_rip(kvm_host: str, x86_c: str, x86_h: str) -> Rip:
 
 def probe_nested(svm_h: str, nested_c: str) -> Nested:
     m = re.search(r"^struct vmcb_ctrl_area_cached\s*\{", svm_h, re.M)
-    if not m:
-        raise ProbeError(KVM_SVM_H, "struct vmcb_ctrl_area_cached")
+    if m:
+        cached, ctl, rip = m.group(0), "", "ctl.bus_lock_rip"
+    else:
+        state = block_body(svm_h, r"^struct svm_nested_state\s*\{", KVM_SVM_H,
+                           "struct svm_nested_state")
+        line = re.search(r"^[ \t]*struct vmcb_control_area ctl;[ \t]*$", state, re.M)
+        if not line:
+            raise ProbeError(KVM_SVM_H, "the cache of vmcb12's controls",
+                             "neither struct vmcb_ctrl_area_cached nor a struct "
+                             "vmcb_control_area ctl in struct svm_nested_state")
+        cached, ctl, rip = "", line.group(0), "bus_lock_rip"
     sig = re.search(r"^static void nested_vmcb02_prepare_control\(([^)]*)\)", nested_c, re.M)
     if not sig:
         raise ProbeError(NESTED_C, "nested_vmcb02_prepare_control()")
     params = sig.group(1)
-    rip = re.search(r"\bunsigned long (\w*rip\w*)", params)
+    vmrun_rip = re.search(r"\bunsigned long (\w*rip\w*)", params)
     vmcb12 = re.search(r"\bstruct vmcb \*(vmcb12)\b", params)
-    if rip:
-        expr = rip.group(1)
+    if vmrun_rip:
+        expr = vmrun_rip.group(1)
     elif vmcb12:
         expr = f"{vmcb12.group(1)}->save.rip"
     else:
         raise ProbeError(NESTED_C, "vmcb12's RIP in nested_vmcb02_prepare_control()",
                          "neither a RIP parameter nor vmcb12")
-    return Nested(m.group(0), expr)
+    return Nested(cached, ctl, rip, expr)

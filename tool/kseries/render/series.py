@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -21,9 +22,11 @@ from kseries.base.bases import Base
 from kseries.base.objects import ObjectWriter
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter, Reporter
+from kseries.render import backport
 from kseries.render import cache as rendercache
+from kseries.render.backport import Stable
 from kseries.render.edits import apply
-from kseries.render.manifest import Manifest, Patch
+from kseries.render.manifest import Manifest, Patch, Person
 from kseries.render.manifest import load as load_manifest
 from kseries.render.probe import Facts, present_parts, probe
 from kseries.render.templating import Templates
@@ -53,6 +56,8 @@ class RenderedSeries:
     files: tuple[Path, ...]  # cover letter first, then one file per patch
     out_dir: Path
     ref: str
+    sender: Person | None = None  # who sends it, when not the manifest's sender
+    stable: Stable | None = None  # a backport: to which tree, by whom
 
     @property
     def tip(self) -> str:
@@ -100,18 +105,27 @@ def render(
     *,
     version: int | None = None,
     rfc: bool | None = None,
+    sender: Person | None = None,
+    stable: str | None = None,
 ) -> RenderedSeries:
     """Render the series in directory ``series``; ``version`` and ``rfc`` override the
-    manifest's (a reroll)."""
+    manifest's (a reroll). ``sender``: the patch files are from them, with their
+    Signed-off-by added where they do not sign last (the commits stay the series').
+    ``stable``: the backport of the merged series to that tree (see backport.py)."""
     reporter = reporter or NullReporter()
     manifest = load_manifest(series)
     if version is not None or rfc is not None:
         manifest = dataclasses.replace(
             manifest, version=manifest.version if version is None else version,
             rfc=manifest.rfc if rfc is None else rfc)
+    to: Stable | None = None
+    if stable is not None:
+        backport.check_request(manifest, stable)
+        to = Stable(stable, sender or manifest.sender)
+        manifest = backport.stable_manifest(manifest, to)
     tpl = Templates(series, kselftest)
-    key = rendercache.inputs_key(base, series, kselftest)
-    ref = f"refs/kseries/{manifest.name}/v{manifest.version}"
+    key = rendercache.inputs_key(base, series, kselftest, to.key if to else "")
+    ref = f"refs/kseries/{manifest.name}/" + (f"stable-{to.tree}" if to else f"v{manifest.version}")
     # One render of a base at a time: its refs, cache record and default output are shared.
     with workspace.writing(base) as scratch:
         cached = rendercache.load(base, key, scratch)
@@ -121,19 +135,22 @@ def render(
                 commits, facts = cached
                 reporter.start("render", f"unchanged inputs: reusing {commits[-1][:12]}")
             else:
-                commits, facts = _render_commits(base, manifest, tpl, repo, reporter)
+                commits, facts = _render_commits(base, manifest, tpl, repo, reporter, to)
                 rendercache.save(base, key, commits, facts)
             git.Reference.create(repo, ref, commits[-1], force=True, logmsg="kseries render")
         finally:
             repo.close()
         reporter.update("git format-patch")
-        files = format_patches(scratch, base, manifest, tpl, facts, commits, out_dir)
+        files = format_patches(scratch, base, manifest, tpl, facts, commits, out_dir,
+                               sender=sender, stable=to)
     reporter.finish("DONE", f"{len(commits)} patches in {out_dir}")
-    return RenderedSeries(base, manifest, facts, scratch, tuple(commits), files, out_dir, ref)
+    return RenderedSeries(base, manifest, facts, scratch, tuple(commits), files, out_dir, ref,
+                          sender, to)
 
 
 def _render_commits(
-    base: Base, manifest: Manifest, tpl: Templates, repo: git.Repo, reporter: Reporter
+    base: Base, manifest: Manifest, tpl: Templates, repo: git.Repo, reporter: Reporter,
+    stable: Stable | None = None,
 ) -> tuple[list[str], Facts]:
     writer = ObjectWriter(repo)
     base_tree = bytes(repo.commit(base.commit).tree.binsha)
@@ -148,14 +165,17 @@ def _render_commits(
             hint="render against a base without it (it is upstream since 6.16)",
         )
     facts = probe(reader)
-    return _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter, reader), facts
+    return _commit_all(manifest, tpl, writer, base, base_tree, facts, reporter, reader,
+                       stable), facts
 
 
 def _commit_all(
     manifest: Manifest, tpl: Templates, writer: ObjectWriter, base: Base, base_tree: bytes,
     facts: Facts, reporter: Reporter, reader: TreeAtCommit | None = None,
+    stable: Stable | None = None,
 ) -> list[str]:
     reader = TreeAtCommit(writer, base_tree) if reader is None else reader
+    adapted = backport.notes(tpl, manifest, f=facts, base=base) if stable else {}
     current: dict[str, str | None] = {}
     parent, tree = base.commit, base_tree
     commits = []
@@ -171,7 +191,11 @@ def _commit_all(
         current.update(changed)
         tree = writer.write_tree(tree, {p: t.encode("utf-8", "surrogateescape")
                                         for p, t in changed.items()})
-        message = commit_message(patch, tpl, facts, base)
+        if stable:
+            body = tpl.message(patch.message, f=facts, base=base, patch=patch)
+            message = backport.message(patch, body, stable, adapted.get(patch.number, ()))
+        else:
+            message = commit_message(patch, tpl, facts, base)
         sender = manifest.sender.ident
         parent = writer.write_commit(tree, parent, patch.author.ident, sender, patch.date, message)
         commits.append(parent)
@@ -186,12 +210,16 @@ def commit_message(patch: Patch, tpl: Templates, facts: Facts, base: Base) -> st
 
 def format_patches(
     scratch: Path, base: Base, manifest: Manifest, tpl: Templates, facts: Facts,
-    commits: list[str], out_dir: Path,
+    commits: list[str], out_dir: Path, *, sender: Person | None = None,
+    stable: Stable | None = None,
 ) -> tuple[Path, ...]:
+    """The patch files; from ``sender`` (who signs each patch where they do not sign last,
+    as `git format-patch --signoff` does) when given, else from the manifest's sender."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
     stamp = manifest.patches[-1].date.astimezone(UTC)
-    sender = manifest.sender
+    signoff = sender is not None
+    sender = sender or manifest.sender
     env = dict(GIT_ENV)
     env.update({
         "GIT_COMMITTER_NAME": sender.name, "GIT_COMMITTER_EMAIL": sender.email,
@@ -203,6 +231,7 @@ def format_patches(
         "--git-dir", str(scratch), "format-patch", "--quiet", "--cover-letter",
         "--no-signature", "--no-numbered-files", "--diff-algorithm=myers", "--no-color",
         f"--subject-prefix={prefix}", f"--base={base.commit}", "-o", str(out_dir),
+        *(["--signoff"] if signoff else []),
     ]
     if manifest.version > 1:
         argv.append(f"-v{manifest.version}")
@@ -211,7 +240,11 @@ def format_patches(
     files = tuple(Path(line) for line in res.stdout.splitlines() if line.strip())
     if not files:
         files = tuple(sorted(out_dir.glob("*.patch")))
-    _fill_cover(files[0], manifest, tpl, facts, base)
+    extra = {}
+    if stable:
+        extra["backport"] = {"tree": stable.tree, "sender": stable.sender,
+                             "notes": backport.notes(tpl, manifest, f=facts, base=base)}
+    _fill_cover(files[0], manifest, tpl, facts, base, **extra)
     (out_dir / OUTPUT_LIST).write_text("".join(f"{p.name}\n" for p in files))
     return files
 
@@ -227,10 +260,11 @@ def _remove_previous(out_dir: Path) -> None:
     listing.unlink()
 
 
-def _fill_cover(path: Path, manifest: Manifest, tpl: Templates, facts: Facts, base: Base) -> None:
+def _fill_cover(path: Path, manifest: Manifest, tpl: Templates, facts: Facts, base: Base,
+                **extra: Any) -> None:
     text = path.read_text()
     blurb = tpl.render(manifest.cover, f=facts, base=base, series=manifest,
-                       testing=NOT_RUN).strip("\n")
+                       testing=NOT_RUN, **extra).strip("\n")
     if "*** SUBJECT HERE ***" not in text or "*** BLURB HERE ***" not in text:
         raise KseriesError(f"{path}: git format-patch wrote no cover letter placeholders")
     text = text.replace("*** SUBJECT HERE ***", manifest.cover_subject, 1)

@@ -130,7 +130,7 @@ def message_id(series: RenderedSeries, version: Version, number: int, date: str)
     stamp = parsedate_to_datetime(date).strftime("%Y%m%d%H%M%S")
     seed = f"{series.tip}\0{version.prefix}\0{series.manifest.name}"
     digest = hashlib.sha1(seed.encode()).hexdigest()[:12]
-    domain = series.manifest.sender.email.rpartition("@")[2] or "localhost"
+    domain = (series.sender or series.manifest.sender).email.rpartition("@")[2] or "localhost"
     return f"<{stamp}.{number}-kseries-{series.manifest.name}-v{version.number}-{digest}@{domain}>"
 
 
@@ -167,7 +167,7 @@ def write(
         if old.is_file() and _OUR_MAIL.match(old.name):
             old.unlink()
     total = len(series.files) - 1
-    sender = series.manifest.sender
+    sender = series.sender or series.manifest.sender
     mails: list[Mail] = []
     cover_id = ""
     for number, src in enumerate(series.files):
