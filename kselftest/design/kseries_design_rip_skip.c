@@ -33,7 +33,7 @@ static u8 lock_buf[128] __aligned(128);
 
 extern char kseries_lock1[], kseries_lock1_end[], kseries_lock2[];
 
-static __attribute__((noinline)) void guest_code(void)
+static noinline void guest_code(void)
 {
 	u32 *val = (void *)&lock_buf[SPLIT_OFFSET];
 

@@ -32,7 +32,9 @@ _KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|Oops|general protection fault|Call
 _NOT_SUPPORTED = re.compile(r"(not supported|disabled by bios|disabled by BIOS|not available)")
 TAIL_LINES = 30
 TIME_PREFIX = "kseries-time: "
-MODEL_CHECK = "emulator_counts"  # run/model.py's check, judged by the harness
+MODEL_CHECK = "emulator_counts"
+_NOT_OK = re.compile(r"^\s*not ok \d+ (.+?)\s*$")  # a subtest's own KTAP line
+_OK = re.compile(r"^\s*ok \d+ ([^#]+?)\s*$")  # run/model.py's check, judged by the harness
 
 
 @dataclass
@@ -225,6 +227,8 @@ def evaluate(
             detail = _failure_detail(diag) if status is Status.FAIL else ""
             if detail:
                 reason = f"{reason}: {detail}"
+            elif status is Status.PASS and not reason and kinds[name] is Kind.FEATURE:
+                reason = _passed_levels(diag)
         seconds, diag = _split_time(diag)
         report.tests.append(TestOutcome(name, kinds[name], status, reason, expectations[name],
                                         diag, seconds))
@@ -246,8 +250,13 @@ def _split_time(diagnostics: list[str]) -> tuple[float, list[str]]:
 
 
 def _failure_detail(diagnostics: list[str]) -> str:
-    """The assertion line of a failed KVM selftest, if it printed one."""
+    """The assertion line of a failed KVM selftest, or its first failed subtest."""
     for line in diagnostics:
         if "Assertion" in line or "TEST_ASSERT" in line or "failed" in line.lower():
             return line.strip()
-    return ""
+    return next((m.group(1) for m in map(_NOT_OK.match, diagnostics) if m), "")
+
+
+def _passed_levels(diagnostics: list[str]) -> str:
+    """What a passing test said of its parts ("L1: 100 bus lock exits; L2: ...")."""
+    return "; ".join(m.group(1) for m in map(_OK.match, diagnostics) if m)
