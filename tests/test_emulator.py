@@ -36,7 +36,9 @@ pytestmark = pytest.mark.slow
 TEMPLATES = ROOT / "templates"
 SMOKE = ("svm_vmcall_test",)
 DESIGN = "kseries_design_rip_skip"
-PLAN = TestPlan(smoke=SMOKE, feature="kvm_buslock_test", test_timeout=120, design=(DESIGN,))
+NESTED = "kseries_design_nested_counter"
+PLAN = TestPlan(smoke=SMOKE, feature="kvm_buslock_test", test_timeout=120,
+                design=(DESIGN, NESTED))
 BLT = next(h for h in inventory.load(KSELFTEST / "hosts.toml").hosts if h.emulated_feature)
 
 
@@ -57,7 +59,7 @@ def built(series_dir: Path, *, patched: bool = True) -> artifacts.Artifacts:
     smoke = inventory.load(KSELFTEST / "hosts.toml").plan.smoke
     try:
         a = artifacts.load(b, "vm", series_dir.name, patched=patched)
-        if DESIGN in a.selftests and a.kernel and a.kernel.is_file():
+        if {DESIGN, NESTED} <= set(a.selftests) and a.kernel and a.kernel.is_file():
             return a
     except KseriesError:
         pass
@@ -67,7 +69,7 @@ def built(series_dir: Path, *, patched: bool = True) -> artifacts.Artifacts:
 
 def run_on_blt(tmp: Path, art: artifacts.Artifacts, series_dir: Path, *,
                patched: bool = True) -> RunReport:
-    tests = {n: art.selftests[n] for n in (*SMOKE, PLAN.feature, DESIGN) if n in art.selftests}
+    tests = {n: art.selftests[n] for n in PLAN.names() if n in art.selftests}
     assert art.kernel is not None
     return harness.run_hosts([BLT], PLAN, kernel=art.kernel, tests=tests, out_dir=tmp / "res",
                              kselftest=KSELFTEST, reporter=RecordingReporter(), patched=patched,
@@ -94,18 +96,21 @@ def test_the_series_passes_with_the_models_counts(series: str, emu: emulator.Emu
     levels = [ln for ln in t.output if "bus lock exits" in ln]
     assert any("L1: 100 bus lock exits" in ln for ln in levels), t.output
     assert any("L2: 100 bus lock exits" in ln for ln in levels), t.output
-    # The model's own counts equal what the tests saw: 200 from kvm_buslock_test, and the
-    # design check's (2 exits and 1 let through on merged; 1 and 1 on v2).
+    # The model's own counts equal what the tests saw: 200 from kvm_buslock_test, and
+    # each design check's (2 exits and 1 let through on merged; 1 and 1 on v2).
     status, ok, reason = outcome(report, CHECK_MODEL)
     assert (status, ok) == (Status.PASS, True), reason
-    design_exits = 2 if series == "merged" else 1
-    assert host.model == {"exits": 200 + design_exits, "let_through": 201}, host.model
-    # The design check: merged holds; v2's unconditional reload is its known difference.
-    status, ok, reason = outcome(report, DESIGN)
-    assert ok, reason
-    assert status == (Status.PASS if series == "merged" else Status.FAIL)
-    if series == "v2":
-        assert "the second ran without an exit" in reason
+    design_exits = 4 if series == "merged" else 2
+    assert host.model == {"exits": 200 + design_exits, "let_through": 202}, host.model
+    # The design checks: merged holds; v2's unconditional reload and its copy of the
+    # counter into vmcb02 are its known differences.
+    for name, says in ((DESIGN, "the second ran without an exit"),
+                       (NESTED, "let L2's bus lock run without an exit")):
+        status, ok, reason = outcome(report, name)
+        assert ok, reason
+        assert status == (Status.PASS if series == "merged" else Status.FAIL)
+        if series == "v2":
+            assert says in reason
     assert report.exit_code == 0
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     h = summary["hosts"][0]
@@ -118,13 +123,14 @@ def test_the_unpatched_base_skips(emu: emulator.Emulator, tmp_path: Path) -> Non
     artifacts_or_build()
     art = built(v2)
     base_art = built(v2, patched=False)
-    tests = {n: art.selftests[n] for n in (*SMOKE, PLAN.feature, DESIGN)}
+    tests = {n: art.selftests[n] for n in PLAN.names()}
     assert base_art.kernel is not None
     report = harness.run_hosts([BLT], PLAN, kernel=base_art.kernel, tests=tests,
                                out_dir=tmp_path / "res", kselftest=KSELFTEST,
                                reporter=RecordingReporter(), patched=False)
     assert outcome(report, PLAN.feature)[:2] == (Status.SKIP, True)
     assert outcome(report, DESIGN)[:2] == (Status.SKIP, True)
+    assert outcome(report, NESTED)[:2] == (Status.SKIP, True)
     assert report.hosts[0].model == {"exits": 0, "let_through": 0}
     assert report.exit_code == 0
 
