@@ -59,7 +59,8 @@ def built(series_dir: Path, *, patched: bool = True) -> artifacts.Artifacts:
     smoke = inventory.load(KSELFTEST / "hosts.toml").plan.smoke
     try:
         a = artifacts.load(b, "vm", series_dir.name, patched=patched)
-        if {DESIGN, NESTED} <= set(a.selftests) and a.kernel and a.kernel.is_file():
+        tests_there = {DESIGN, NESTED} <= set(a.selftests) or not patched  # the base: its kernel
+        if tests_there and a.kernel and a.kernel.is_file():
             return a
     except KseriesError:
         pass

@@ -106,9 +106,11 @@ def find(spec: Spec) -> Emulator | None:
             data = json.loads(info.read_text())
         except (OSError, ValueError):
             continue
+        version = str(data.get("version", ""))
+        wanted = version == spec.version or (spec.accept and version.startswith(spec.accept))
         binary = info.parent / BINARY
-        if info.parent.name == spec.key(data.get("version")) and binary.is_file():
-            return Emulator(binary, str(data["version"]), spec)
+        if wanted and info.parent.name == spec.key(version) and binary.is_file():
+            return Emulator(binary, version, spec)
     return None
 
 
