@@ -212,7 +212,7 @@ def one_line(err: str) -> str:
 def private_kselftest_fixture(tmp_path: Path) -> Iterator[Callable[[str | None], Path]]:
     """Copies of kselftest/ whose emulator patch is another (a build key of its own);
     what their builds leave in the cache is removed after the test."""
-    made: list[emulator.Spec] = []
+    made: list[Path] = []
 
     def make(patch: str | None = None) -> Path:
         k = tmp_path / "kselftest"
@@ -220,13 +220,16 @@ def private_kselftest_fixture(tmp_path: Path) -> Iterator[Callable[[str | None],
         (tmp_path / "templates").symlink_to(TEMPLATES)  # KSERIES_ROOT=tmp_path works too
         if patch is not None:
             emulator.load_spec(k).patch.write_text(patch)
-        made.append(emulator.load_spec(k))
+        made.append(k)
         return k
 
     yield make
-    for spec in made:
-        for d in (emulator.root() / f"work-{spec.key()}", emulator.root() / spec.key()):
-            shutil.rmtree(d, ignore_errors=True)
+    shipped = emulator.load_spec(KSELFTEST).key()  # the machine's own emulator stays
+    for k in made:
+        key = emulator.load_spec(k).key()  # as the test left it
+        for d in (emulator.root() / f"work-{key}", emulator.root() / key):
+            if key != shipped:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def test_an_unreachable_archive_is_one_line(tmp_path: Path) -> None:
