@@ -146,10 +146,10 @@ BROKEN = {
     "nointercept": ("common/svm-enable.toml.j2",
                     "\t\tsvm_set_intercept(svm, INTERCEPT_BUSLOCK);",
                     "\t\tsvm_clr_intercept(svm, INTERCEPT_BUSLOCK);"),
-    # The intercept is one bit off (word 5, bit 4): the CPU never exits.
+    # The intercept in the wrong word (offset 10h, bit 5, not 14h): the CPU never exits.
     "wrongbit": ("common/svm-defs.toml.j2",
                  "\tINTERCEPT_BUSLOCK = {{ f.intercept.value }},",
-                 "\tINTERCEPT_BUSLOCK = {{ f.intercept.value - 1 }},"),
+                 "\tINTERCEPT_BUSLOCK = {{ f.intercept.value - 32 }},"),
 }
 
 
@@ -184,12 +184,13 @@ def test_a_broken_series_fails_on_the_model(name: str, emu: emulator.Emulator,
     status, ok, reason = outcome(report, PLAN.feature)
     assert (status, ok) == (Status.FAIL, False), reason
     model_status, _, model_reason = outcome(report, CHECK_MODEL)
-    if name == "noprogress":
-        assert "No progress after" in reason
+    if name == "noprogress":  # the same instruction exits again: its add never happens
+        assert ("guest value is 0, expected 1" in reason or "No progress after" in reason), \
+            reason
     else:  # the model delivered no exit at all, and says so
         assert host.model.get("exits") == 0, host.model
         assert model_status == Status.FAIL and "model: 0 exits" in model_reason
-        assert "got 0 bus lock exits" in reason
+        assert "got 0 bus lock exits, expected 100" in reason
     assert report.exit_code == 2
 
 

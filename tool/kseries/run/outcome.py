@@ -32,9 +32,13 @@ _KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|Oops|general protection fault|Call
 _NOT_SUPPORTED = re.compile(r"(not supported|disabled by bios|disabled by BIOS|not available)")
 TAIL_LINES = 30
 TIME_PREFIX = "kseries-time: "
-MODEL_CHECK = "emulator_counts"
+MODEL_CHECK = "emulator_counts"  # run/model.py's check, judged by the harness
 _NOT_OK = re.compile(r"^\s*not ok \d+ (.+?)\s*$")  # a subtest's own KTAP line
-_OK = re.compile(r"^\s*ok \d+ ([^#]+?)\s*$")  # run/model.py's check, judged by the harness
+_OK = re.compile(r"^\s*ok \d+ ([^#]+?)\s*$")
+# Lines of a selftest's assertion block that are not its message: the process, a
+# backtrace, a missing addr2line, run-tests' timing, the next test's KTAP.
+_NOT_MESSAGE = re.compile(r"^(pid=|sh: |kseries-time:|\d+\s+0x|\(inlined by\)|not ok |ok |"
+                          r"\S+:\d+:\?|Random seed|TAP version|1\.\.)")
 
 
 @dataclass
@@ -250,8 +254,13 @@ def _split_time(diagnostics: list[str]) -> tuple[float, list[str]]:
 
 
 def _failure_detail(diagnostics: list[str]) -> str:
-    """The assertion line of a failed KVM selftest, or its first failed subtest."""
-    for line in diagnostics:
+    """The assertion of a failed KVM selftest (where, and its message), or its first
+    failed subtest."""
+    for i, line in enumerate(diagnostics):
+        if "Test Assertion Failure" in line:
+            block = [ln.strip() for ln in diagnostics[i + 1:i + 12]]
+            said = [ln for ln in block if ln and not _NOT_MESSAGE.match(ln)]
+            return ": ".join(said[:1] + said[-1:] if len(said) > 1 else said) or line.strip()
         if "Assertion" in line or "TEST_ASSERT" in line or "failed" in line.lower():
             return line.strip()
     return next((m.group(1) for m in map(_NOT_OK.match, diagnostics) if m), "")
