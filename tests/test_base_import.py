@@ -210,3 +210,23 @@ def test_an_unreachable_archive_is_one_line_saying_what_to_do(
     assert text.startswith("debian:6.99: cannot reach Debian's archive "
                            "(bookworm-security at http://127.0.0.1:9/debian-security)")
     assert "debian:6.99=VERSION" in text and "--base PATH" in text
+
+
+def test_a_pin_gone_from_the_archive_is_one_line_with_what_is_there(
+        isolated_cache: Path, tmp_path: Path) -> None:
+    """The real archive (bookworm-security's lists only), asked for a version it lacks."""
+    if not os.path.exists("/usr/bin/apt-get"):
+        pytest.skip("needs Debian's apt-get: run on Debian")
+    (tmp_path / "bases.toml").write_text(
+        '[debian."6.12"]\npackage = "linux-source-6.12"\nversion = "6.12.0-0~deb12u1"\n'
+        'suite = "bookworm-security"\n')
+    with pytest.raises(KseriesError) as info:
+        bases.resolve("debian:6.12", tmp_path)
+    text = str(info.value)
+    if "cannot reach Debian's archive" in text:
+        pytest.skip(f"Debian's archive is out of reach from here: {text}")
+    assert "\n" not in text
+    assert text.startswith("debian:6.12: cannot fetch linux-source-6.12=6.12.0-0~deb12u1 "
+                           "from Debian's archive (bookworm-security at ")
+    assert "debian:6.12=VERSION (there: 6.12." in text and "--base PATH" in text
+    assert not list((isolated_cache / "bases").glob("*.fetch"))  # nothing left behind

@@ -86,8 +86,11 @@ class Archive:
         return "\n".join(lines) + "\n"
 
     def where(self) -> str:
-        """The suites and their mirrors, for messages."""
-        return ", ".join(f"{s} at {self.uri(s)}" for s in self.suites)
+        """The suites and their mirrors, for messages: "bookworm-security at URI"."""
+        by_uri: dict[str, list[str]] = {}
+        for suite in self.suites:
+            by_uri.setdefault(self.uri(suite), []).append(suite)
+        return "; ".join(f"{', '.join(suites)} at {uri}" for uri, suites in by_uri.items())
 
 
 def archive(name: str, suites: tuple[str, ...]) -> Archive:
