@@ -33,8 +33,8 @@ LAVA_FROM := bookworm
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps deps-run apt apt-run apt-install apt-lava venv lint typecheck pytest \
-	patches bench clean
+.PHONY: run test deps deps-run apt apt-run apt-install apt-lava apt-list venv lint typecheck \
+	pytest patches bench clean
 
 run: deps-run
 	$(KSERIES) pipeline --base $(BASE)
@@ -79,6 +79,13 @@ apt-lava: venv
 			--no-install-recommends $$d/*.deb >/dev/null; \
 		rc=$$?; rm -rf $$d; exit $$rc; \
 	fi
+
+# What make installs on this release (CODENAME=trixie or bookworm for another): one line
+# each for run, test, and LAVA's packages from another release (tests/test_packages.py).
+apt-list:
+	@echo "run: $(APT_RUN)"
+	@echo "test: $(APT_TEST) $(APT_LEAN)"
+	@echo "lava: $(if $(LAVA_FROM),$(LAVA_FROM) $(foreach p,$(LAVA_DEBS),$(p)=$(LAVA_VERSION)))"
 
 venv: $(VENV)/.installed
 
