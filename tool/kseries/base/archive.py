@@ -36,8 +36,8 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "KSERIES_DEBIAN_MIRROR"
 SECURITY_ENV = "KSERIES_DEBIAN_SECURITY_MIRROR"
 APT_SOURCES = Path("/etc/apt")
-# Debian's archive keys (debian-archive-keyring): on 13 apt's trusted.gpg.d may not hold
-# them, since the machine's own sources name this keyring with Signed-By.
+# Debian's archive keys (debian-archive-keyring, on 12 and 13 alike): the lists are
+# checked against these alone, as Debian's own deb822 sources do with Signed-By.
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # A URI whose path ends in /debian serves Debian's main archive (not -security, not
 # a third-party repository).
