@@ -44,7 +44,8 @@ pytestmark = pytest.mark.slow
 
 LAVA_RUN = "/usr/bin/lava-run"
 DEVICE_TYPES = Path("/usr/share/lava-server/device-types")
-LAVA_HOW = "apt-get install --no-install-recommends lava-dispatcher (make apt does)"
+LAVA_HOW = ("make deps installs it: apt-get install --no-install-recommends lava-dispatcher on "
+            "Debian 12, bookworm's packages on 13 (make apt-lava)")
 REAL = ("kvm_create_max_vcpus", "svm_vmcall_test", "kvm_buslock_test")
 DEVICE_DICT = """{% extends 'qemu.jinja2' %}
 {% set mac_addr = '52:54:00:12:34:59' %}
