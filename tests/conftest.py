@@ -74,3 +74,11 @@ def no_user_git_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     cfg.write_text("[user]\n\tname = Test\n\temail = test@example.org\n")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
     yield cfg
+
+
+LAST = ("test_emulator.py",)  # make test builds the emulator beside the tests before these
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the emulated host's tests last: their emulator builds beside the others."""
+    items.sort(key=lambda item: item.path.name in LAST)

@@ -112,7 +112,7 @@ def test_declared_feature_turns_a_skip_into_a_failure(tmp_path: Path) -> None:
              "kvm_buslock_test": static_program(tmp_path, "kvm_buslock_test", SKIP_PROGRAM)}
     report = harness.run_hosts([AMD_WITH_FEATURE], PLAN, kernel=art.kernel, tests=tests,
                                out_dir=tmp_path / "res", kselftest=KSELFTEST,
-                               reporter=RecordingReporter(), patched=False, accel="tcg")
+                               reporter=RecordingReporter(), patched=True, accel="tcg")
     status, ok, _ = outcome(report, "amd-declared", "kvm_buslock_test")
     assert (status, ok) == (Status.SKIP, False)
     row = next(r for r in results.rows(report) if r.test == "kvm_buslock_test")

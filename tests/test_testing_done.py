@@ -148,7 +148,7 @@ def test_results_of_another_tip_or_base_are_left_out(series_612: RenderedSeries,
             f"{series_612.tip[:12]}, the tip being sent") in out
     assert (f"left out: {other_base}: its base is {base.describe} (fedcba987654), not "
             f"{base.describe} ({base.commit[:12]})") in out
-    assert f"counted: {good} (lab-epyc-9005, lab-xeon-spr)" in out
+    assert f"counted: {good} (lab-epyc-9005, lab-xeon-spr, qemu-amd-blt)" in out
     assert "1 run(s) counted, 2 left out" in out
     # Only the run of this tip is in the block.
     assert block_of(out).count("lab-epyc-9005") == 1
@@ -177,7 +177,7 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     # The state, without the lab's results: the check is there, both PASSes are not.
     assert main([*argv, "--dry-run"]) == 2
     out = capsys.readouterr().out
-    assert "gate of" in out and "2 of 3 rule(s) not met" in out
+    assert "gate of" in out and "3 of 4 rule(s) not met" in out
     assert "  met      1. kseries check of the tip passed: the last check passed" in out
     assert ("  MISSING  2. kvm_buslock_test on an AMD host with the Bus Lock Threshold: no "
             "such host in the results") in out
@@ -186,16 +186,18 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     assert main([*argv, "-o", str(box)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     gate_lines = [ln for ln in err if ln.startswith("kseries: gate: ")]
-    assert len(gate_lines) == 2, err
+    assert len(gate_lines) == 3, err
     assert "AMD host with the Bus Lock Threshold (rule 2 of " in gate_lines[0]
     assert "Intel host with bus lock detection (rule 3 of " in gate_lines[1]
+    assert "emulated AMD host with the Bus Lock Threshold (kseries' CPU model) (rule 4 of " \
+        in gate_lines[2]
     assert all("--results DIR" in ln and "--force" in ln for ln in gate_lines)
     assert not box.exists()
     # With the lab's results (FIXTURE: the hosts cannot exist here) the gate is met.
     lab = lab_results(tmp_path / "lab", series_612.base, series_612.tip)
     assert main([*argv, "--results", str(lab), "-o", str(box)]) == 0
     captured = capsys.readouterr()
-    assert "all 3 rule(s) met" in captured.out
+    assert "all 4 rule(s) met" in captured.out
     cover = next(box.glob("*0000-cover-letter.patch")).read_text()
     block = block_of(cover)
     assert NOT_RUN not in cover and block in captured.out
@@ -205,6 +207,10 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     assert "lab-xeon-spr (intel): GenuineIntel Intel(R) Xeon(R) Platinum 8480+" in flat
     _, not_tested = block.split("\nNot tested:\n")
     assert "Bus Lock Threshold" not in not_tested and "bus lock detection" not in not_tested
+    emulated = " ".join(block.split("qemu-amd-blt (amd): ")[1].split("\n- ")[0].split())
+    assert "EMULATED: kseries Bus Lock Threshold model on QEMU 1:10.0.13+ds-0+deb13u1" in emulated
+    assert "EMULATED kvm_buslock_test PASS: L1: 100 bus lock exits" in emulated
+    assert "the model counted 200 bus lock exits delivered, 200 bus locks let through" in emulated
     assert "nested guests" not in not_tested  # L2 passed on both
     # Builds, from the check record: the profile, its options, each patch.
     assert ("kvm-x86 profile: defconfig, CRYPTO_DEV_CCP=y EXPERT=y KVM=m KVM_AMD=m "
@@ -222,7 +228,7 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
 
 def test_force_still_names_what_is_missing(merged_612: RenderedSeries, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    # Only the AMD lab host: the Intel rule and the check are missing.
+    # Only the AMD lab host: the Intel rule, the emulated one and the check are missing.
     lab = lab_results(tmp_path / "lab", merged_612.base, merged_612.tip, (LAB_AMD,))
     box = tmp_path / "outbox"
     code = main(["submit", "--base", "debian:6.12", "--series", "merged",
@@ -236,7 +242,9 @@ def test_force_still_names_what_is_missing(merged_612: RenderedSeries, tmp_path:
     assert "the builds and checks of each patch (the tip" in flat and "never been checked" in flat
     assert ("kvm_buslock_test on an Intel host with bus lock detection (no such host in the "
             "results)") in flat
-    assert "AMD host" not in flat
+    assert "kvm_buslock_test on an AMD host" not in flat
+    assert ("kvm_buslock_test on an emulated AMD host with the Bus Lock Threshold (kseries' "
+            "CPU model) (no such host in the results, only hardware ones)") in flat
 
 
 def test_testing_notes_are_the_authors_statement(series_612: RenderedSeries, tmp_path: Path,
@@ -246,15 +254,17 @@ def test_testing_notes_are_the_authors_statement(series_612: RenderedSeries, tmp
     notes.write_text("Booted a SEV-ES guest on an EPYC 9005 host and ran a split-lock loop in "
                      "it; the host stayed responsive.\n")
     box = tmp_path / "outbox"
+    lab = lab_results(tmp_path / "lab", series_612.base, series_612.tip)  # v2: the emulated PASS
     code = main(["submit", "--base", "debian:6.12", "--testing-notes", str(notes),
-                 "-o", str(box)])
+                 "--results", str(lab), "-o", str(box)])
     assert code == 0, capsys.readouterr().err
     block = block_of(next(box.glob("*0000-*")).read_text())
     assert f"\n\n{testing.AUTHOR}\nBooted a SEV-ES guest" in block
     assert "the host stayed responsive." in block
     assert all(len(line) <= 75 for line in block.splitlines())
     # Without the option, kseries writes no statement of its own.
-    assert main(["submit", "--base", "debian:6.12", "-o", str(tmp_path / "plain")]) == 0
+    assert main(["submit", "--base", "debian:6.12", "--results", str(lab),
+                 "-o", str(tmp_path / "plain")]) == 0
     capsys.readouterr()
     assert testing.AUTHOR not in next((tmp_path / "plain").glob("*0000-*")).read_text()
     empty = tmp_path / "empty.txt"
@@ -270,12 +280,13 @@ def test_testing_notes_are_the_authors_statement(series_612: RenderedSeries, tmp
 def test_gate_rules_are_data(tmp_path: Path) -> None:
     both = (manifests.HostRule("amd", "bus_lock_threshold", "PASS"),
             manifests.HostRule("intel", "bus_lock_detect", "PASS"))
+    emulated = manifests.HostRule("amd", "bus_lock_threshold", "PASS", evidence="emulated")
     merged = manifests.load(fx.TEMPLATES / "series" / "merged").gate
-    assert merged == (manifests.CheckRule("all"), *both)  # the shipped merged series
+    assert merged == (manifests.CheckRule("all"), *both, emulated)  # the shipped merged series
     shutil.copytree(fx.TEMPLATES / "series", tmp_path / "series")  # with common/
     t = tmp_path / "series" / "v2"
-    assert manifests.load(t).gate == (manifests.CheckRule("all"),)
-    text = (t / "series.toml").read_text().replace('[[gate]]\ncheck = "all"\n', "")
+    assert manifests.load(t).gate == (manifests.CheckRule("all"), emulated)
+    text = re.sub(r'\[\[gate\]\]\n(\w+ = "\w+"\n)+', "", (t / "series.toml").read_text())
     (t / "series.toml").write_text(text)
     assert manifests.load(t).gate == manifests.DEFAULT_GATE  # no [[gate]]: the check
     (t / "series.toml").write_text(text + BOTH_PASSES)

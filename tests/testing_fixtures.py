@@ -20,6 +20,7 @@ from kseries.run.identity import SeriesId
 from kseries.run.inventory import (
     Host,
     Kind,
+    QemuSettings,
     SshSettings,
     TestPlan,
     check_expectations,
@@ -31,6 +32,12 @@ PLAN = TestPlan(smoke=(), feature="kvm_buslock_test")
 LAB_AMD = Host("lab-epyc-9005", "amd", "ssh",
                frozenset({"svm", "nested", "bus_lock_threshold"}),
                ssh=SshSettings("epyc-9005.lab.example.org", install_hook=("kexec-kernel",)))
+# The emulated host's results have the same shape (its own test runs the real
+# emulator: tests/test_emulator.py); here it only stands beside the lab hosts.
+EMULATED_AMD = Host("qemu-amd-blt", "amd", "qemu",
+                    frozenset({"svm", "nested", "bus_lock_threshold"}),
+                    qemu=QemuSettings("EPYC,+svm,+npt,+bus-lock-threshold",
+                                      emulator="bus-lock-threshold"))
 LAB_INTEL = Host("lab-xeon-spr", "intel", "ssh",
                  frozenset({"vmx", "nested", "bus_lock_detect"}),
                  ssh=SshSettings("xeon-spr.lab.example.org", install_hook=("kexec-kernel",)))
@@ -75,6 +82,8 @@ OUTPUTS = {
                                    module="kvm_intel", module_line="nested enabled",
                                    like="Trap-like (Intel)", nested="VMX"),
 }
+OUTPUTS[EMULATED_AMD.name] = OUTPUTS[LAB_AMD.name].replace(
+    "AMD EPYC 9555 64-Core Processor", "AMD EPYC Processor")
 
 
 def host_report(host: Host) -> HostReport:
@@ -83,10 +92,17 @@ def host_report(host: Host) -> HostReport:
     run = GuestRun(output=OUTPUTS[host.name], duration=1.0,
                    kernel_note="built kernel bzImage installed by the hook; "
                                "the host runs 6.12.117")
-    return evaluate(host, run, [PLAN.feature], {PLAN.feature: Kind.FEATURE}, exp)
+    report = evaluate(host, run, [PLAN.feature], {PLAN.feature: Kind.FEATURE}, exp)
+    if host.emulated_feature:
+        report.evidence = "emulated"
+        report.emulator = {"qemu": "1:10.0.13+ds-0+deb13u1", "patch": "FIXTURE",
+                           "model": "kseries Bus Lock Threshold model"}
+        report.model = {"exits": 200, "let_through": 200}
+    return report
 
 
-def lab_results(out: Path, base: Base, tip: str, hosts: tuple[Host, ...] = (LAB_AMD, LAB_INTEL),
+def lab_results(out: Path, base: Base, tip: str,
+                hosts: tuple[Host, ...] = (LAB_AMD, LAB_INTEL, EMULATED_AMD),
                 *, base_commit: str = "") -> Path:
     """FIXTURE: write ``out`` as `kseries run -o out` would on lab ``hosts`` for ``tip``."""
     sid = SeriesId("buslock", 2, tip, True, base.label, base_commit or base.commit,

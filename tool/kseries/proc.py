@@ -285,8 +285,11 @@ def spawn(
     argv: Sequence[str | os.PathLike[str]],
     *,
     log_to: Path,
+    env: Mapping[str, str] | None = None,
 ) -> Running:
     """Start ``argv`` and return at once; stdout and stderr go to ``log_to`` (appended).
+
+    ``env`` adds to the environment, as for ``run``.
 
     Like ``run``'s commands it has a process group of its own, and ``stop_all``
     stops it. Whoever spawns it waits for it or stops it.
@@ -298,7 +301,7 @@ def spawn(
     try:
         fh.write(f"$ {' '.join(args)}\n")
         fh.flush()
-        child = _start(args, text=True, errors="replace",
+        child = _start(args, env=_environ(env), text=True, errors="replace",
                        stdin=subprocess.DEVNULL, stdout=fh, stderr=fh)
     except FileNotFoundError as exc:
         fh.close()

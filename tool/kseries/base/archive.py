@@ -205,7 +205,34 @@ def fetch_source(a: Archive, package: str, version: str, dest: Path) -> Path:
              f"or set {MIRROR_ENV} to a mirror (or snapshot) that has it")
 
 
-def versions(a: Archive, package: str) -> list[str]:
+def source_versions(a: Archive, package: str) -> list[str]:
+    """The versions of source package ``package`` that the archive offers, newest first."""
+    prepare(a)
+    res = proc.run(["apt-cache", *a.options(), "showsrc", "--only-source", package],
+                   check=False, what=f"apt-cache showsrc {package}")
+    found = [ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines()
+             if ln.startswith("Version:")]
+    newest_first: list[str] = []
+    for v in found:
+        if v not in newest_first:
+            newest_first.append(v)
+    newest_first.sort(key=_Version, reverse=True)
+    return newest_first
+
+
+class _Version:
+    """Debian version order, by asking dpkg (the one authority on it)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __lt__(self, other: _Version) -> bool:
+        res = proc.run(["dpkg", "--compare-versions", self.text, "lt", other.text],
+                       check=False, what="dpkg --compare-versions")
+        return res.ok
+
+
+def binary_versions(a: Archive, package: str) -> list[str]:
     """The versions of binary ``package`` in the lists as last fetched, newest first."""
     res = proc.run(["apt-cache", *a.options(), "madison", package], check=False,
                    what=f"apt-cache madison {package}")

@@ -182,7 +182,7 @@ def _fetch_tarball(pin: DebianPin, label: str, work: Path) -> Path:
 def _other_versions(a: archive.Archive, pin: DebianPin) -> str:
     """What to do when the pinned version cannot be had."""
     try:
-        have = archive.versions(a, pin.package)[:3]
+        have = archive.binary_versions(a, pin.package)[:3]
     except KseriesError:
         have = []  # the archive itself is out of reach
     offer = f" (there: {', '.join(have)})" if have else ""

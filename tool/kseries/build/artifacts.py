@@ -112,6 +112,12 @@ def of_tip(base: Base, profile: str, tip: str) -> Artifacts | None:
     return None
 
 
+def design_checks(kselftest: Path) -> dict[str, Path]:
+    """kseries' design checks (kselftest/design/*.c): built with the selftests, never
+    part of a series."""
+    return {p.stem: p for p in sorted((kselftest / "design").glob("*.c"))}
+
+
 def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profile_name: str, *,
           smoke: Sequence[str], patched: bool = True, out_dir: Path | None = None,
           reporter: Reporter | None = None) -> Artifacts:
@@ -119,7 +125,8 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
     tip, or the base.
 
     The selftests are ``smoke`` (the host inventory's smoke tests, which the
-    caller reads), plus kvm_buslock_test when patched.
+    caller reads), plus kvm_buslock_test when patched, plus kseries' design
+    checks (``design_checks``).
     """
     reporter = reporter or NullReporter()
     series_id = series_dir.resolve().name
@@ -128,9 +135,11 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
         series = rendering.render(base, series_dir, kselftest,
                                   out_dir or cache_root() / "series" / base.key / series_id,
                                   reporter)
-        commit, test_dir = series.tip, series.facts.selftest.dir
+        commit, facts = series.tip, series.facts.selftest
     else:
-        commit, test_dir = base.commit, probe(rendering.base_reader(base)).selftest.dir
+        commit, facts = base.commit, probe(rendering.base_reader(base)).selftest
+    test_dir = facts.dir
+    extra = kbuild.ExtraPrograms(design_checks(kselftest), facts.makefile, facts.var)
     names = tuple(dict.fromkeys((*smoke, *([TEST_NAME] if patched else []))))
     what = f"at {commit[:12]}" if patched else "(unpatched)"
     reporter.start("build", f"{profile.name} for {base.describe} {what}")
@@ -142,7 +151,7 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
         kbuild.make(b, *profile.targets, log="build")
         took = time.monotonic() - t0
         reporter.update(f"selftests: {', '.join(names)}")
-        tests = kbuild.build_selftests(b, test_dir, names)
+        tests = kbuild.build_selftests(b, test_dir, names, extra)
         kept = keep(b, tests.binaries, record_path(base, profile.name, patched, series_id))
         result = Artifacts(profile.name, commit, patched, kept.get(KERNEL),
                            {n: kept[n] for n in tests.binaries}, b.out, took)

@@ -20,6 +20,7 @@ and whole for the next run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,11 +162,31 @@ class Selftests:
     log: Path
 
 
-def build_selftests(b: Build, test_dir: str, names: tuple[str, ...]) -> Selftests:
+@dataclass(frozen=True)
+class ExtraPrograms:
+    """Programs of kseries' own, built with the base's selftest library.
+
+    They are not part of any series: for the build, each source is copied into
+    the worktree's ``test_dir`` and listed in the selftest makefile's
+    ``var``; both are undone afterwards (and by the next checkout of the
+    worktree, which cleans it, if kseries was stopped in between).
+    """
+
+    sources: dict[str, Path]  # program name -> C source
+    makefile: str  # the base's selftest makefile, relative to the tree
+    var: str  # its list of x86 programs, e.g. TEST_GEN_PROGS_x86_64
+
+
+def build_selftests(b: Build, test_dir: str, names: tuple[str, ...],
+                    extra: ExtraPrograms | None = None) -> Selftests:
     """Build KVM selftests statically against headers installed from ``b.src``.
 
-    ``test_dir`` is "x86_64" or "x86" (the base's layout, from the probe).
+    ``test_dir`` is "x86_64" or "x86" (the base's layout, from the probe);
+    ``extra`` adds kseries' own programs (built, but never left in the tree).
     """
+    if extra and extra.sources:
+        with _listed(b, test_dir, extra):
+            return build_selftests(b, test_dir, (*names, *extra.sources))
     headers = headers_install(b)
     output = b.out / "kseries-selftests"
     kvm = b.src / "tools/testing/selftests/kvm"
@@ -190,3 +211,33 @@ def build_selftests(b: Build, test_dir: str, names: tuple[str, ...]) -> Selftest
     warnings = tuple(ln for ln in text.splitlines()
                      if "warning:" in ln and any(f"/{n}.c:" in ln for n in names))
     return Selftests(targets, warnings, log)
+
+
+@contextmanager
+def _listed(b: Build, test_dir: str, extra: ExtraPrograms) -> Iterator[None]:
+    """The worktree with ``extra``'s sources in it and listed in its makefile, for a while."""
+    makefile = b.src / extra.makefile
+    kvm = b.src / "tools/testing/selftests/kvm"
+    original = makefile.read_text()
+    lines = original.splitlines(keepends=True)
+    plus = re.compile(rf"^{re.escape(extra.var)}\s*\+=")
+    listed = [i for i, ln in enumerate(lines) if plus.match(ln)]
+    if not listed:
+        raise KseriesError(f"{makefile}: no '{extra.var} +=' line to list kseries' programs after",
+                           hint="the probe's selftest facts do not fit this base")
+    added = "".join(f"{extra.var} += {test_dir}/{n}\n" for n in extra.sources)
+    copies: list[Path] = []
+    try:
+        for name, src in extra.sources.items():
+            dest = kvm / test_dir / f"{name}.c"
+            if dest.exists():
+                raise KseriesError(f"{dest}: the base has a file of kseries' program {name}")
+            copies.append(dest)
+            shutil.copyfile(src, dest)
+        makefile.write_text("".join(lines[:listed[-1] + 1]) + added
+                            + "".join(lines[listed[-1] + 1:]))
+        yield
+    finally:
+        makefile.write_text(original)
+        for dest in copies:
+            dest.unlink(missing_ok=True)

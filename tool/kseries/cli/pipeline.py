@@ -11,8 +11,10 @@ check makes, so it starts when check does, as a process of its own at the
 lowest CPU priority (nice 19): check's commands go first, and the base's build
 takes the CPU they leave idle (checkpatch, sparse, Sphinx and make's serial
 steps use one core of two). The build stage then follows its log until it
-ends and goes on with the series' build. When check stops the pipeline, or on
-Ctrl-C, the base's build is stopped too.
+ends and goes on with the series' build. The emulated host's QEMU (`build
+--emulator`), when the run stage will need it and it is not built yet, starts
+beside check the same way; the run stage follows it before it boots. When check
+stops the pipeline, or on Ctrl-C, both are stopped.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kseries import proc
+from kseries.build import emulator
 from kseries.cli.boundary import INTERRUPTED, run_command
+from kseries.cli.paths import KSELFTEST
 from kseries.cli.render import add_base_args
 from kseries.cli.ui import ConsoleReporter
 from kseries.errors import KseriesError
+from kseries.run import inventory
 
 EXIT_STATUS = {0: "PASS", 2: "FINDINGS", 3: "INFRA"}
 # Which exit wins when stages end differently: an error (1, or any code not
@@ -80,22 +85,30 @@ STAGE_NAMES = ("render", "check", "build", "run", "submit")
 BESIDE_NICE = "19"  # the base's build beside check takes only the CPU check leaves idle
 
 
-def _beside_check(args: argparse.Namespace, build: Stage) -> proc.Running:
-    """Start the build stage's first command (the base's build) as a process of its own."""
-    log = args.output / "build-base.log"
+def _beside_check(args: argparse.Namespace, argv: tuple[str, ...], log_name: str) -> proc.Running:
+    """Start a build command that needs nothing check makes as a process of its own."""
+    log = args.output / log_name
     log.unlink(missing_ok=True)
-    argv = [*build.argv[0], "--templates", str(args.templates)]
-    return proc.spawn(["nice", "-n", BESIDE_NICE, sys.executable, "-m", "kseries", *argv],
-                      log_to=log)
+    return proc.spawn(["nice", "-n", BESIDE_NICE, sys.executable, "-m", "kseries", *argv,
+                       "--templates", str(args.templates)], log_to=log)
 
 
-def _finish(beside: proc.Running) -> int:
-    """Follow the base's build begun beside check until it ends: print its output as it
-    comes (a live status line on a terminal meanwhile); its exit status."""
-    print(f"(the base's build began beside check, at nice {BESIDE_NICE}: {beside.log})",
-          flush=True)
+def _wants_emulator(args: argparse.Namespace) -> bool:
+    """The run stage's inventory has a host on kseries' emulator that is not built yet."""
+    try:
+        hosts = inventory.load(KSELFTEST / "hosts.toml").hosts
+        return (any(h.emulated_feature for h in hosts)
+                and emulator.find(emulator.load_spec(KSELFTEST)) is None)
+    except KseriesError:
+        return False  # the run stage says what is wrong with it
+
+
+def _finish(beside: proc.Running, what: str, stage: str = "build") -> int:
+    """Follow a build begun beside check until it ends: print its output as it comes
+    (a live status line on a terminal meanwhile); its exit status."""
+    print(f"({what} began beside check, at nice {BESIDE_NICE}: {beside.log})", flush=True)
     reporter = ConsoleReporter()
-    reporter.start("build", "the unpatched base's vm kernel, begun beside check")
+    reporter.start(stage, f"{what}, begun beside check")
     last, pending = "started", ""
     with beside.log.open(encoding="utf-8", errors="replace") as log:
         log.readline()  # the command
@@ -113,7 +126,7 @@ def _finish(beside: proc.Running) -> int:
     if pending:
         print(pending, flush=True)
     code = beside.wait().returncode
-    reporter.finish(f"the base's build ended with exit {code}")
+    reporter.finish(f"{what} ended with exit {code}")
     return code
 
 
@@ -141,6 +154,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     plan = stages(args)
     build = next(s for s in plan if s.name == "build")
     beside: proc.Running | None = None
+    emu: proc.Running | None = None  # the emulator's build, for the run stage
     try:
         for stage in plan:
             if stage.name not in wanted:
@@ -152,13 +166,19 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             print(f"\n=== {stage.name} ===", flush=True)
             if stage.name == "check" and "build" in wanted:
                 args.output.mkdir(parents=True, exist_ok=True)
-                beside = _beside_check(args, build)
+                beside = _beside_check(args, build.argv[0], "build-base.log")
+            if stage.name == "check" and "run" in wanted and _wants_emulator(args):
+                args.output.mkdir(parents=True, exist_ok=True)
+                emu = _beside_check(args, ("build", "--emulator"), "build-emulator.log")
+            if stage.name == "run" and emu is not None:  # its failure is the hosts' (infra)
+                _finish(emu, "the emulator's build", "run")
+                emu = None
             t0 = time.monotonic()
             code = 0
             what = " ".join(stage.argv[0])
             for argv in stage.argv:
                 if beside is not None and stage.name == "build" and argv == build.argv[0]:
-                    ended, beside = _finish(beside), None
+                    ended, beside = _finish(beside, "the base's build"), None
                     what += " (began beside check)"
                 else:
                     sub = parser.parse_args([*argv, "--templates", str(args.templates)]
@@ -179,8 +199,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                     beside = None
             worst = worse(worst, code)
     finally:
-        if beside is not None:  # interrupted, or an error left it running
-            beside.stop()
+        for left in (beside, emu):
+            if left is not None:  # interrupted, or an error left it running
+                left.stop()
     print("\nsummary:")
     for name, status, secs, what in rows:
         took = f"{secs:7.1f}s" if secs else "        "

@@ -171,6 +171,13 @@ def print_table(report: results.RunReport, stream: TextIO | None = None) -> None
             console.print(f"  console tail of {h.host.name}:", markup=False)
             for line in h.console_tail[-15:]:
                 console.print(f"  | {line}", markup=False)
+        if h.emulator.get("patch"):
+            console.print(f"  EMULATED: {h.emulator.get('model')} on QEMU "
+                          f"{h.emulator.get('qemu')}: evidence about the kernel code, not "
+                          "about silicon", markup=False)
+        if h.model:
+            console.print(f"  the model counted {h.model.get('exits', 0)} bus lock exits "
+                          f"delivered, {h.model.get('let_through', 0)} let through", markup=False)
         for n in h.notes:
             console.print(f"  note: {n}", markup=False)
     for n in report.notes:
@@ -249,7 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = harness.run_hosts(
         hosts, inv.plan, kernel=args.kernel, tests=tests, out_dir=out, kselftest=KSELFTEST,
         reporter=board, patched=not args.unpatched, baseline=baseline, jobs=args.jobs,
-        accel=accel, series=identify(args, args.kernel, patched=not args.unpatched))
+        accel=accel, series=identify(args, args.kernel, patched=not args.unpatched),
+        traits=inventory.series_traits(series_dir(args.series) / "series.toml"))
     report.notes.append(f"base: {args.base}")
     if not report.series.tip and report.series.patched:
         report.notes.append(f"series: {report.series.how}")

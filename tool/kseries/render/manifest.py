@@ -82,9 +82,11 @@ class HostRule:
     needs: str  # a capability of the host inventory, e.g. "bus_lock_threshold"
     result: str
     test: str = "kvm_buslock_test"
+    evidence: str = "hardware"  # or "emulated": kseries' CPU model of the feature
 
 
 GateRule = CheckRule | HostRule
+EVIDENCE = ("hardware", "emulated")  # what kind of host a HostRule asks for
 DEFAULT_GATE: tuple[GateRule, ...] = (CheckRule(ALL_CHECKS),)
 
 
@@ -216,10 +218,10 @@ def _gate(entries: object, path: Path) -> tuple[GateRule, ...]:
                                    hint=f'e.g. check = "{ALL_CHECKS}" or check = "build"')
             rules.append(CheckRule(e["check"]))
             continue
-        unknown = sorted(set(e) - {"vendor", "needs", "result", "test"})
+        unknown = sorted(set(e) - {"vendor", "needs", "result", "test", "evidence"})
         if unknown:
             raise KseriesError(f"{where}: unknown key {unknown[0]!r}",
-                               hint="a host rule has vendor, needs, result and test")
+                               hint="a host rule has vendor, needs, result, test and evidence")
         vendor, needs, result = e.get("vendor"), e.get("needs"), e.get("result")
         if vendor not in GATE_VENDORS:
             raise KseriesError(f"{where}: vendor {vendor!r}",
@@ -233,5 +235,9 @@ def _gate(entries: object, path: Path) -> tuple[GateRule, ...]:
         test = e.get("test", "kvm_buslock_test")
         if not isinstance(test, str) or not test:
             raise KseriesError(f"{where}: test must be a selftest's name")
-        rules.append(HostRule(vendor, needs, result, test))
+        evidence = e.get("evidence", "hardware")
+        if evidence not in EVIDENCE:
+            raise KseriesError(f"{where}: evidence {evidence!r}",
+                               hint=f"one of {', '.join(EVIDENCE)}")
+        rules.append(HostRule(vendor, needs, result, test, evidence))
     return tuple(rules)

@@ -19,23 +19,26 @@ import os
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kseries.build import emulator as emulators
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
-from kseries.run import initramfs, local, qemu, ssh
+from kseries.run import initramfs, local, model, qemu, ssh
 from kseries.run.identity import SeriesId
 from kseries.run.inventory import (
     CHECK_KERNEL_LOG,
     Expectation,
     Host,
     Kind,
+    SeriesTraits,
     TestPlan,
     check_expectations,
     expect,
     test_expectation,
 )
+from kseries.run.ktap import Status
 from kseries.run.outcome import GuestRun, HostReport, evaluate, parse_output
 from kseries.run.results import Baseline, RunReport, write
 
@@ -51,6 +54,9 @@ class Prepared:
     initramfs: Path | None
     accel: qemu.Accel | None
     plan: TestPlan
+    emulator: emulators.Emulator | None = None  # kseries' QEMU, for the emulated hosts
+    emulator_error: str = ""  # why it could not be had: those hosts' infrastructure failure
+    traits: SeriesTraits = field(default_factory=SeriesTraits)
 
 
 class _Locked:
@@ -90,6 +96,7 @@ def run_hosts(
     jobs: int | None = None,
     accel: str | qemu.Accel | None = None,
     series: SeriesId | None = None,
+    traits: SeriesTraits | None = None,
 ) -> RunReport:
     """Run ``tests`` (name -> binary, run in this order) on every host.
 
@@ -98,12 +105,14 @@ def run_hosts(
     line is expected); ``accel`` overrides every QEMU host's accel setting: "auto",
     "kvm", "tcg", or an ``Accel`` already chosen (by ``decide_accel``, so that a
     baseline run and the run compared with it probe /dev/kvm only once);
-    ``series`` is what the kernel was built from, recorded in the results.
+    ``series`` is what the kernel was built from, recorded in the results;
+    ``traits`` what the series itself is expected to show (its virt line, its
+    design checks' results).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     reporter.start("run", f"{len(hosts)} host(s), {len(tests)} test(s)")
     prepared = prepare(hosts, plan, kernel=kernel, tests=tests, out_dir=out_dir,
-                       kselftest=kselftest, reporter=reporter, accel=accel)
+                       kselftest=kselftest, reporter=reporter, accel=accel, traits=traits)
     locked = _Locked(reporter)
     workers = jobs or default_jobs(hosts)
 
@@ -138,6 +147,7 @@ def prepare(
     kselftest: Path,
     reporter: Reporter,
     accel: str | qemu.Accel | None = None,
+    traits: SeriesTraits | None = None,
 ) -> Prepared:
     guest = initramfs.GuestFiles.from_dir(kselftest)
     kinds = {name: plan.kind(name) for name in tests}
@@ -151,9 +161,31 @@ def prepare(
                         f"{len(tests)} test(s)")
         rd = initramfs.build(out_dir / "initramfs.cpio", tests, guest=guest,
                              test_timeout=plan.test_timeout)
+        stock = [h for h in qemu_hosts if not h.emulated_feature]
         chosen = accel if isinstance(accel, qemu.Accel) else decide_accel(
-            qemu_hosts, kernel, kselftest, out_dir / "accel-probe", reporter, accel)
-    return Prepared(kernel, dict(tests), kinds, guest, rd, chosen, plan)
+            stock, kernel, kselftest, out_dir / "accel-probe", reporter, accel) if stock else (
+            qemu.Accel("tcg", "the emulated hosts run under TCG"))
+    emu, why = None, ""
+    if any(h.emulated_feature for h in hosts):
+        emu, why = emulator_for(kselftest, reporter)
+    return Prepared(kernel, dict(tests), kinds, guest, rd, chosen, plan, emu, why,
+                    traits or SeriesTraits())
+
+
+def emulator_for(kselftest: Path, reporter: Reporter) -> tuple[emulators.Emulator | None, str]:
+    """kseries' QEMU with the model (built now if this machine has none), or why not.
+
+    A failure here is the emulated hosts' infrastructure failure, not the run's:
+    the other hosts still run.
+    """
+    try:
+        spec = emulators.load_spec(kselftest)
+        if emulators.find(spec) is None:
+            reporter.update("building the emulator (once per machine; kseries build --emulator)")
+        return emulators.ensure(spec, reporter=reporter), ""
+    except KseriesError as exc:
+        reporter.note(f"emulated hosts: {exc}")
+        return None, f"the emulator is not available: {exc}"
 
 
 def decide_accel(hosts: tuple[Host, ...] | list[Host], kernel: Path, kselftest: Path,
@@ -178,7 +210,8 @@ def runs_built_kernel(host: Host) -> bool:
 
 def expectations_for(host: Host, plan: TestPlan, tests: list[str], patched: bool,
                      baseline: Baseline | None, *, built_kernel: bool | None = None,
-                     checks: bool = True) -> tuple[dict[str, Expectation], list[str]]:
+                     checks: bool = True, traits: SeriesTraits | None = None,
+                     ) -> tuple[dict[str, Expectation], list[str]]:
     """What each check and test should give on ``host``, and notes on how that was decided.
 
     ``built_kernel``: whether the host ran the run's kernel (default: from its
@@ -190,9 +223,13 @@ def expectations_for(host: Host, plan: TestPlan, tests: list[str], patched: bool
     if patched and not ran_built:
         notes.append("the host runs its own kernel: the virt line is not expected of it")
         patched = False
-    exp = check_expectations(host, patched=patched) if checks else {}
+    traits = traits or SeriesTraits()
+    exp = check_expectations(host, patched=patched and traits.virt_line) if checks else {}
+    if checks and patched and host.emulated_feature:
+        exp[model.CHECK_MODEL] = expect(Status.PASS, reason="the model's exits and let-throughs "
+                                        "equal what the tests saw")
     for name in tests:
-        exp[name] = test_expectation(host, plan, name)
+        exp[name] = test_expectation(host, plan, name, traits, patched=patched)
     if baseline is None:
         return exp, notes
     if host.name in baseline.broken:
@@ -213,12 +250,14 @@ def expectations_for(host: Host, plan: TestPlan, tests: list[str], patched: bool
 
 def judge(host: Host, run: GuestRun, plan: TestPlan, tests: list[str], work: Path, *,
           patched: bool, baseline: Baseline | None, built_kernel: bool | None = None,
-          checks: bool = True) -> HostReport:
+          checks: bool = True, traits: SeriesTraits | None = None,
+          emulator: emulators.Emulator | None = None) -> HostReport:
     """``host``'s report from what it brought back: every transport's runs and LAVA's."""
     work.mkdir(parents=True, exist_ok=True)
     exp, notes = expectations_for(host, plan, tests, patched, baseline,
-                                  built_kernel=built_kernel, checks=checks)
+                                  built_kernel=built_kernel, checks=checks, traits=traits)
     report = evaluate(host, run, tests, {n: plan.kind(n) for n in tests}, exp)
+    _evidence(report, host, run, emulator)
     report.built_kernel = runs_built_kernel(host) if built_kernel is None else built_kernel
     report.notes.extend(notes)
     out = parse_output(run.output)
@@ -227,6 +266,28 @@ def judge(host: Host, run: GuestRun, plan: TestPlan, tests: list[str], work: Pat
             (work / name).write_text(text)
             report.logs[name.split(".")[0]] = work / name
     return report
+
+
+def _evidence(report: HostReport, host: Host, run: GuestRun,
+              emulator: emulators.Emulator | None) -> None:
+    """How the host ran (hardware or emulated), and the model's counts against the tests'."""
+    if host.transport == "qemu" and run.accel == "tcg":
+        report.evidence = "emulated"
+        report.emulator = {"qemu": "the machine's qemu-system-x86_64 (TCG)",
+                           "model": f"-cpu {host.qemu.cpu if host.qemu else '?'}"}
+    if not host.emulated_feature:
+        return
+    if emulator is not None:
+        report.emulator = emulator.describe()
+    counts = model.read_trace(run.logs["model_trace"]) if "model_trace" in run.logs else None
+    if counts is not None:
+        report.model = counts.to_json()
+    wanted = next((t for t in report.tests if t.name == model.CHECK_MODEL), None)
+    if wanted is None or report.infra_error:
+        return
+    seen = model.reported({t.name: t.output for t in report.tests
+                           if t.kind in (Kind.FEATURE, Kind.DESIGN)})
+    wanted.actual, wanted.reason = model.judge(counts, seen)
 
 
 def state_line(report: HostReport) -> str:
@@ -243,12 +304,16 @@ def _run_host(host: Host, p: Prepared, work: Path, reporter: _Locked, patched: b
     how = f"booting ({p.accel.name})" if host.transport == "qemu" and p.accel else "running"
     reporter.update(f"{host.name}: {how}")
     try:
+        if host.emulated_feature and p.emulator is None:
+            raise KseriesError(f"{host.name}: {p.emulator_error or 'no emulator'}",
+                               exit_code=3)
         run = _transport(host, p, work)
     except KseriesError as exc:
         run = GuestRun(output="", infra_error=str(exc))
     except OSError as exc:  # a file that vanished, a full disk: still this host's failure
         run = GuestRun(output="", infra_error=f"{host.name}: {exc}")
-    report = judge(host, run, p.plan, list(p.tests), work, patched=patched, baseline=baseline)
+    report = judge(host, run, p.plan, list(p.tests), work, patched=patched, baseline=baseline,
+                   traits=p.traits, emulator=p.emulator)
     reporter.update(f"{host.name}: {state_line(report)} in {report.duration:.1f}s")
     return report
 
@@ -256,7 +321,7 @@ def _run_host(host: Host, p: Prepared, work: Path, reporter: _Locked, patched: b
 def _transport(host: Host, p: Prepared, work: Path) -> GuestRun:
     if host.transport == "qemu":
         assert p.kernel and p.initramfs and p.accel
-        return qemu.run(host, p.kernel, p.initramfs, p.accel, work)
+        return qemu.run(host, p.kernel, p.initramfs, p.accel, work, p.emulator)
     if host.transport == "ssh":
         return ssh.run(host, p.tests, p.guest, work, kernel=p.kernel,
                        test_timeout=p.plan.test_timeout)

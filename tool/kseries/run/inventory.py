@@ -21,6 +21,9 @@ VENDORS = ("amd", "intel")
 TRANSPORTS = ("qemu", "ssh", "local")
 CAPABILITIES = ("svm", "vmx", "nested", "bus_lock_threshold", "bus_lock_detect")
 ACCELS = ("auto", "kvm", "tcg")
+# What a qemu host runs on: the machine's QEMU, or kseries' own build with the
+# Bus Lock Threshold model (build/emulator.py).
+EMULATORS = ("", "bus-lock-threshold")
 VIRT_EXTENSION = {"amd": "svm", "intel": "vmx"}
 VENDOR_MODULE = {"amd": "kvm_amd", "intel": "kvm_intel"}
 FEATURE_FLAG = {"amd": "bus_lock_threshold", "intel": "bus_lock_detect"}
@@ -34,6 +37,7 @@ class Kind(StrEnum):
     CHECK = "check"  # a fact about the booted kernel (kvm_amd initialised, /dev/kvm, ...)
     SMOKE = "smoke"  # a stock KVM selftest, compared with the unpatched base's run
     FEATURE = "feature"  # the series' own selftest, expected from the declared capabilities
+    DESIGN = "design"  # a kseries design check: what the series' design does, on the feature
 
 
 # The checks every host gets, in the order they are reported.
@@ -68,6 +72,7 @@ class QemuSettings:
     accel: str = "auto"  # auto: KVM where /dev/kvm really works, else single-threaded TCG
     timeout: float = 180.0  # boot to power-off, seconds
     extra_args: tuple[str, ...] = ()
+    emulator: str = ""  # "": the machine's QEMU; "bus-lock-threshold": kseries' model
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ class Host:
     def module(self) -> str:
         return VENDOR_MODULE[self.vendor]
 
+    @property
+    def emulated_feature(self) -> bool:
+        """The feature comes from kseries' CPU model, not from silicon."""
+        return self.qemu is not None and self.qemu.emulator == "bus-lock-threshold"
+
     def describe(self) -> str:
         where = {
             "qemu": f"qemu -cpu {self.qemu.cpu}" if self.qemu else "qemu",
@@ -125,12 +135,29 @@ class TestPlan:
     smoke: tuple[str, ...]
     feature: str
     test_timeout: int = 120
+    design: tuple[str, ...] = ()  # kseries' design checks (kselftest/design/)
 
     def names(self) -> list[str]:
-        return [*self.smoke, self.feature]
+        return [*self.smoke, self.feature, *self.design]
 
     def kind(self, test: str) -> Kind:
-        return Kind.FEATURE if test == self.feature else Kind.SMOKE
+        if test == self.feature:
+            return Kind.FEATURE
+        return Kind.DESIGN if test in self.design else Kind.SMOKE
+
+
+@dataclass(frozen=True)
+class SeriesTraits:
+    """What the run expects of the series itself, from its data.
+
+    ``virt_line``: the series adds /proc/cpuinfo's virt line (v2 does; the
+    merged design gives the bit no name). ``design``: the expected result of
+    each design check on a host with the feature (a known design difference
+    of a series is an expected FAIL, with its reason).
+    """
+
+    virt_line: bool = True
+    design: dict[str, Expectation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,6 +194,7 @@ def parse(data: dict[str, Any], path: Path) -> Inventory:
         smoke=tuple(_str_list(tests.get("smoke", []), path, "tests.smoke")),
         feature=str(tests.get("feature", "kvm_buslock_test")),
         test_timeout=int(tests.get("timeout", 120)),
+        design=tuple(_str_list(tests.get("design", []), path, "tests.design")),
     )
     hosts = tuple(_host(h, path) for h in data.get("host", []))
     if not hosts:
@@ -203,10 +231,18 @@ def _host(d: dict[str, Any], path: Path) -> Host:
         accel = str(q.get("accel", "auto"))
         if accel not in ACCELS:
             raise KseriesError(f"{where}: accel {accel!r}", hint=f"one of {', '.join(ACCELS)}")
+        emulator = str(q.get("emulator", ""))
+        if emulator not in EMULATORS:
+            raise KseriesError(f"{where}: emulator {emulator!r}",
+                               hint=f"one of {', '.join(repr(e) for e in EMULATORS)}")
+        if emulator and accel == "kvm":
+            raise KseriesError(f"{where}: the emulator's model runs under TCG only",
+                               hint='drop accel = "kvm" (the host runs under TCG)')
         qemu = QemuSettings(
             cpu=str(q["cpu"]), memory_mb=int(q.get("memory", 512)), smp=int(q.get("smp", 1)),
-            accel=accel, timeout=float(q.get("timeout", 180)),
+            accel="tcg" if emulator else accel, timeout=float(q.get("timeout", 180)),
             extra_args=tuple(_str_list(q.get("extra_args", []), path, f"{name}.qemu.extra_args")),
+            emulator=emulator,
         )
     elif transport == "ssh":
         s = d.get("ssh", {})
@@ -252,13 +288,46 @@ def check_expectations(host: Host, *, patched: bool) -> dict[str, Expectation]:
     return out
 
 
-def test_expectation(host: Host, plan: TestPlan, test: str) -> Expectation:
+def test_expectation(host: Host, plan: TestPlan, test: str,
+                     traits: SeriesTraits | None = None, *, patched: bool = True) -> Expectation:
     """What a selftest should give on ``host`` before any baseline is known."""
     ext = VIRT_EXTENSION[host.vendor].upper()
     if not host.has_kvm:
         return expect(Status.SKIP, reason=f"{host.name} declares no {ext}: KVM unavailable")
+    if plan.kind(test) is Kind.DESIGN:
+        if not patched:
+            return expect(Status.SKIP, reason="the unpatched base has no bus lock exit on SVM")
+        if not host.has_feature or host.vendor != "amd":
+            return expect(Status.SKIP, reason=f"the check needs {FEATURE_NAME['amd']}")
+        wanted = (traits or SeriesTraits()).design.get(test)
+        return wanted or expect(Status.PASS, reason="the series' design holds")
     if plan.kind(test) is Kind.FEATURE:
+        if host.has_feature and not patched and host.vendor == "amd":
+            return expect(Status.SKIP, reason="the unpatched base's KVM has no bus lock exit "
+                          "on SVM: the capability is missing")
         if host.has_feature:
             return expect(Status.PASS, reason=f"{host.name} declares {FEATURE_NAME[host.vendor]}")
         return expect(Status.SKIP, reason=f"the CPU lacks {FEATURE_NAME[host.vendor]}")
     return expect(Status.PASS, Status.SKIP, reason="no baseline: anything but a failure")
+
+
+def series_traits(series_toml: Path) -> SeriesTraits:
+    """The run's expectations of a series, from its ``series.toml``.
+
+    The virt line is expected where a patch carries the ``virt-tag`` change; a
+    ``[[design_check]]`` entry (name, expect, reason) gives a design check's
+    expected result on a host with the feature.
+    """
+    try:
+        data = tomllib.loads(series_toml.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KseriesError(f"{series_toml}: cannot read the series ({exc})") from exc
+    virt = any("virt-tag" in p.get("changes", []) for p in data.get("patch", []))
+    design = {}
+    for d in data.get("design_check", []):
+        name, wanted = d.get("name"), str(d.get("expect", "PASS")).upper()
+        if not isinstance(name, str) or wanted not in ("PASS", "FAIL"):
+            raise KseriesError(f"{series_toml}: a [[design_check]] needs a name and "
+                               "expect = PASS or FAIL")
+        design[name] = expect(Status(wanted), reason=str(d.get("reason", "")))
+    return SeriesTraits(virt_line=virt, design=design)

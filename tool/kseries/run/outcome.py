@@ -32,6 +32,7 @@ _KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|Oops|general protection fault|Call
 _NOT_SUPPORTED = re.compile(r"(not supported|disabled by bios|disabled by BIOS|not available)")
 TAIL_LINES = 30
 TIME_PREFIX = "kseries-time: "
+MODEL_CHECK = "emulator_counts"  # run/model.py's check, judged by the harness
 
 
 @dataclass
@@ -96,6 +97,9 @@ class HostReport:
     notes: list[str] = field(default_factory=list)
     seen: Seen = field(default_factory=Seen)
     built_kernel: bool = True  # it booted the run's kernel (not its own)
+    evidence: str = "hardware"  # "emulated": a CPU model in QEMU ran it, not silicon
+    emulator: dict[str, str] = field(default_factory=dict)  # which QEMU and model
+    model: dict[str, int] = field(default_factory=dict)  # the model's own counts
 
     @property
     def verdict(self) -> str:
@@ -204,6 +208,10 @@ def evaluate(
     for name, (status, reason) in check_results(host, out).items():
         if name in expectations:
             report.tests.append(TestOutcome(name, Kind.CHECK, status, reason, expectations[name]))
+    if MODEL_CHECK in expectations:  # judged once the model's trace is read (harness)
+        report.tests.append(TestOutcome(MODEL_CHECK, Kind.CHECK, Status.ERROR,
+                                        "the model's counts were not read",
+                                        expectations[MODEL_CHECK]))
     doc = ktap.parse(out.ktap_text)
     found = doc.by_name()
     for name in tests:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kseries import proc
+from kseries.build.emulator import Emulator
 from kseries.errors import KseriesError
 from kseries.run import initramfs
 from kseries.run.inventory import Host, QemuSettings
@@ -134,10 +135,26 @@ def cmdline(accel: Accel) -> str:
     return f"{CMDLINE} tsc_early_khz={khz}" if khz else CMDLINE
 
 
+MODEL_TRACE = "model-trace.log"
+
+
 def argv(settings: QemuSettings, accel: Accel, kernel: Path, rd: Path, console: Path,
-         results: Path) -> list[str]:
+         results: Path, emulator: Emulator | None = None) -> list[str]:
+    """QEMU's command line; with ``emulator``, kseries' QEMU and its model's trace.
+
+    The emulator is built without firmware of its own: it takes the installed
+    qemu-system-data's (``-L``). Its trace events, one line per bus lock the
+    model handled, go to a file beside the console.
+    """
+    binary: list[str] = [QEMU]
+    if emulator is not None:
+        spec = emulator.spec
+        binary = [str(emulator.binary)]
+        for d in spec.firmware:
+            binary += ["-L", str(d)]
+        binary += ["-trace", f"enable={spec.trace},file={console.parent / MODEL_TRACE}"]
     return [
-        QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        *binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         *accel.args(),
         "-cpu", settings.cpu, "-m", str(settings.memory_mb), "-smp", str(settings.smp),
         "-kernel", str(kernel), "-initrd", str(rd), "-append", cmdline(accel),
@@ -146,16 +163,17 @@ def argv(settings: QemuSettings, accel: Accel, kernel: Path, rd: Path, console: 
     ]
 
 
-def boot(settings: QemuSettings, accel: Accel, kernel: Path, rd: Path, work: Path) -> Boot:
+def boot(settings: QemuSettings, accel: Accel, kernel: Path, rd: Path, work: Path,
+         emulator: Emulator | None = None) -> Boot:
     """Run QEMU until the guest resets (it exits: -no-reboot) or the timeout kills it."""
     work.mkdir(parents=True, exist_ok=True)
     console, results = work / "console.log", work / "results.log"
-    for f in (console, results):
+    for f in (console, results, work / MODEL_TRACE):
         f.unlink(missing_ok=True)
     t0 = time.monotonic()
     timed_out, rc, stderr = False, None, ""
     try:
-        r = proc.run(argv(settings, accel, kernel, rd, console, results),
+        r = proc.run(argv(settings, accel, kernel, rd, console, results, emulator),
                      timeout=settings.timeout, check=False, what=f"qemu ({settings.cpu})")
         rc, stderr = r.returncode, r.stderr
     except KseriesError as exc:
@@ -181,18 +199,30 @@ def diagnose(b: Boot, timeout: float) -> str:
     return ""
 
 
-def run(host: Host, kernel: Path, rd: Path, accel: Accel, work: Path) -> GuestRun:
-    """Boot ``host``'s QEMU guest once and bring back what it printed."""
+def run(host: Host, kernel: Path, rd: Path, accel: Accel, work: Path,
+        emulator: Emulator | None = None) -> GuestRun:
+    """Boot ``host``'s QEMU guest once and bring back what it printed.
+
+    A host whose CPU model is kseries' (``emulator``) boots on that QEMU, under TCG.
+    """
     if host.qemu is None:
         raise KseriesError(f"{host.name}: not a qemu host")
-    b = boot(host.qemu, accel, kernel, rd, work)
+    if host.emulated_feature:
+        if emulator is None:
+            raise KseriesError(f"{host.name}: kseries' emulator is not built",
+                               hint="kseries build --emulator")
+        accel = Accel("tcg", "the Bus Lock Threshold model runs under TCG")
+    b = boot(host.qemu, accel, kernel, rd, work, emulator if host.emulated_feature else None)
     results = b.results if DONE in b.results else b.console
     (work / "qemu.stderr").write_text(b.stderr)
+    logs = {"console": work / "console.log", "results": work / "results.log",
+            "qemu_stderr": work / "qemu.stderr"}
+    if host.emulated_feature:
+        logs["model_trace"] = work / MODEL_TRACE
     return GuestRun(
         output=results, console=b.console, infra_error=diagnose(b, host.qemu.timeout),
         kernel_note=f"built kernel {kernel}", accel=accel.name, duration=b.duration,
-        logs={"console": work / "console.log", "results": work / "results.log",
-              "qemu_stderr": work / "qemu.stderr"},
+        logs=logs,
     )
 
 

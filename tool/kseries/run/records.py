@@ -8,7 +8,7 @@ ran, and each check and test with its KTAP lines.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class HostRecord:
     kernel_note: str
     seen: Seen
     tests: tuple[TestRecord, ...]
+    evidence: str = "hardware"  # "emulated": a CPU model in QEMU, not silicon
+    emulator: dict[str, str] = field(default_factory=dict)  # qemu version, model
+    model: dict[str, int] = field(default_factory=dict)  # the model's own counts
 
     def test(self, name: str) -> TestRecord | None:
         return next((t for t in self.tests if t.name == name), None)
@@ -95,6 +98,9 @@ def _host(h: dict[str, Any]) -> HostRecord:
         built_kernel=bool(h.get("built_kernel", False)), kernel_note=str(h.get("kernel", "")),
         seen=Seen.from_json(h.get("seen") or {}),
         tests=tuple(_test(t) for t in h.get("tests", [])),
+        evidence=str(h.get("evidence", "hardware")),
+        emulator={str(k): str(v) for k, v in (h.get("emulator") or {}).items()},
+        model={str(k): int(v) for k, v in (h.get("model") or {}).items()},
     )
 
 

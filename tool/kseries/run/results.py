@@ -111,6 +111,7 @@ def host_dict(h: HostReport) -> dict[str, Any]:
         "verdict": h.verdict, "infra_error": h.infra_error, "accel": h.accel,
         "kernel": h.kernel_note, "built_kernel": h.built_kernel, "seen": h.seen.to_json(),
         "duration_s": round(h.duration, 3), "notes": h.notes,
+        "evidence": h.evidence, "emulator": h.emulator, "model": h.model,
         "console_tail": h.console_tail if h.infra_error else [],
         "logs": {k: str(v) for k, v in h.logs.items()},
         "tests": [

@@ -63,7 +63,10 @@ def asks(rule: GateRule) -> str:
         return f"kseries check's {rule.check} check passed"
     what = rule.test if rule.result == "PASS" else f"{rule.test} giving {rule.result}"
     cap = CAPABILITY_NAME.get(rule.needs, rule.needs)
-    return f"{what} on an {VENDOR_NAME.get(rule.vendor, rule.vendor)} host with {cap}"
+    vendor = VENDOR_NAME.get(rule.vendor, rule.vendor)
+    if rule.evidence == "emulated":
+        return f"{what} on an emulated {vendor} host with {cap} (kseries' CPU model)"
+    return f"{what} on an {vendor} host with {cap}"
 
 
 def evaluate(rules: Sequence[GateRule], evidence: Evidence) -> tuple[State, ...]:
@@ -102,9 +105,13 @@ def _check(rule: CheckRule, evidence: Evidence) -> tuple[bool, str]:
 
 
 def _hosts(rule: HostRule, evidence: Evidence) -> tuple[bool, str]:
-    kind = [(run, h) for run, h in evidence.hosts()
-            if h.vendor == rule.vendor and rule.needs in h.supports]
+    alike = [(run, h) for run, h in evidence.hosts()
+             if h.vendor == rule.vendor and rule.needs in h.supports]
+    kind = [(run, h) for run, h in alike if h.evidence == rule.evidence]
     if not kind:
+        if alike:
+            other = "hardware" if rule.evidence == "emulated" else "emulated"
+            return False, f"no such host in the results, only {other} ones"
         return False, "no such host in the results"
     good, bad = [], []
     for _, h in kind:

@@ -19,6 +19,7 @@ from kseries.check.report import PASS, Record
 from kseries.errors import KseriesError
 from kseries.render.manifest import ALL_CHECKS, CheckRule
 from kseries.render.series import NOT_RUN, PatchSummary
+from kseries.run.outcome import MODEL_CHECK
 from kseries.run.records import HostRecord, TestRecord
 from kseries.submit.evidence import Evidence
 from kseries.submit.gate import State
@@ -138,9 +139,23 @@ def matrix_part(rec: Record, label: str, columns: Sequence[str], row: int) -> st
 
 
 def how(h: HostRecord) -> str:
+    if h.transport == "qemu" and h.evidence == "emulated" and h.emulator.get("patch"):
+        return (f"EMULATED: {h.emulator.get('model', 'a CPU model')} on QEMU "
+                f"{h.emulator.get('qemu', '?')} under TCG, not silicon")
     if h.transport == "qemu":
         return f"qemu under {h.accel or 'an unknown accelerator'}"
     return {"ssh": "over ssh", "local": "on this machine"}.get(h.transport, h.transport)
+
+
+def model_line(h: HostRecord) -> str:
+    """The emulated CPU's own counts, and whether they equal what the tests saw."""
+    check = h.test(MODEL_CHECK)
+    counts = (f"{h.model.get('exits', 0)} bus lock exits delivered, "
+              f"{h.model.get('let_through', 0)} bus locks let through")
+    if check is None:
+        return f"the model counted {counts}"
+    agree = "equal to the tests' counts" if check.actual == "PASS" else check.reason
+    return f"the model counted {counts}: {agree}"
 
 
 def host_lines(h: HostRecord) -> list[str]:
@@ -153,8 +168,13 @@ def host_lines(h: HostRecord) -> list[str]:
         return out + item(f"did not finish: {h.infra_error}", 2)
     feature = h.test(FEATURE_TEST)
     if feature is not None:
-        out += item(feature_line(feature), 2)
-    checks = [t for t in h.tests if t.kind == "check"]
+        label = "EMULATED " if h.evidence == "emulated" and h.emulator.get("patch") else ""
+        out += item(label + feature_line(feature), 2)
+    if h.model:
+        out += item(model_line(h), 2)
+    for t in (t for t in h.tests if t.kind == "design"):
+        out += item(design_line(t), 2)
+    checks = [t for t in h.tests if t.kind == "check" and t.name != MODEL_CHECK]
     if checks:
         out += item("kernel checks: " + ", ".join(_status(t) for t in checks), 2)
     smoke = [t for t in h.tests if t.kind == "smoke"]
@@ -164,6 +184,16 @@ def host_lines(h: HostRecord) -> list[str]:
                 if against else "smoke tests (no run on the unpatched base to compare)")
         out += item(f"{lead}: " + ", ".join(_status(t) for t in smoke), 2)
     return out
+
+
+def design_line(t: TestRecord) -> str:
+    """A kseries design check: not part of the series; a known difference says so."""
+    lead = f"design check {t.name} (kseries' own, not in the series): {t.actual}"
+    if t.ok and t.actual == "FAIL":
+        return f"{lead}, as expected: {t.expected_reason}"
+    if t.ok:
+        return lead
+    return f"{lead}, expected {'/'.join(t.expected)}: {t.reason}"
 
 
 def _status(t: TestRecord) -> str:
@@ -196,7 +226,7 @@ def not_tested(i: Inputs) -> list[str]:
     rec = i.evidence.check
     if rec is not None:
         skipped = [label for name, label in (*PATCH_CHECKS, *BUILD_CHECKS)
-                   if rec.checks.get(name) in (None, "SKIP")]
+                   if not _ran(rec, name)]
         if skipped:
             out.append(f"{', '.join(skipped)}: the last kseries check did not run them")
     nested = any(s == "PASS" and text.startswith("L2:")
@@ -215,6 +245,14 @@ def not_tested(i: Inputs) -> list[str]:
         out.append(f"make htmldocs for {', '.join(docs)}: "
                    "the htmldocs check did not pass on this tip")
     return out
+
+
+def _ran(rec: Record, name: str) -> bool:
+    """The check ran: as one column, or as the columns of a matrix ("build:kvm-x86")."""
+    columns = [s for k, s in rec.checks.items() if k.startswith(name + ":")]
+    if columns:
+        return any(s != "SKIP" for s in columns)
+    return rec.checks.get(name) not in (None, "SKIP")
 
 
 def _missing(s: State) -> str:
