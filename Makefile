@@ -1,4 +1,4 @@
-# kseries: two commands do all the set-up on a fresh Debian 12 machine.
+# kseries: two commands do all the set-up on a fresh Debian 12 or 13 machine.
 #   make run    render, check, build, run and prepare the series on the default base
 #   make test   lint, type-check and run the tests
 # Both install what they need: Debian packages (apt-get) and a venv in .venv.
@@ -17,14 +17,29 @@ APT_RUN := git make gcc flex bison bc libelf-dev libssl-dev perl cpio xz-utils \
 	python3-venv qemu-system-x86 busybox-static ccache dwarves gdb \
 	openssh-client git-email rsync sparse python3-sphinx python3-yaml \
 	$(APT_EMULATOR)
+# The names above are the same on Debian 12 (bookworm) and 13 (trixie).
 # What only the tests add: a real sshd, LAVA's dispatcher, xmllint for the JUnit schema.
-APT_TEST := openssh-server lava-common libxml2-utils
-# Installed without their Recommends: lava-dispatcher (lava-run, for the LAVA tests)
-# recommends a whole lab's services (lxc, tftpd, nfs, a kernel image) that kseries never uses.
+APT_TEST := openssh-server libxml2-utils
+# LAVA's dispatcher (lava-run, for the LAVA tests) is installed without its Recommends:
+# they are a whole lab's services (lxc, tftpd, nfs, a kernel image) that kseries never uses.
+# Debian 13 has no lava-dispatcher: there bookworm's packages (architecture-independent
+# Python, the same version as on 12) are fetched through kseries' own apt configuration
+# and installed from the files, their dependencies from trixie (tool/debs.py).
+LAVA_VERSION := 2023.01-2
+LAVA_DEBS := lava-common lava-dispatcher lava-dispatcher-host
+CODENAME := $(shell . /etc/os-release 2>/dev/null && echo $$VERSION_CODENAME)
+ifeq ($(CODENAME),bookworm)
+APT_TEST += lava-common
 APT_LEAN := lava-dispatcher
+LAVA_FROM :=
+else
+APT_LEAN :=
+LAVA_FROM := bookworm
+endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps deps-run apt apt-run apt-install venv lint typecheck pytest patches bench clean
+.PHONY: run test deps deps-run apt apt-run apt-install apt-lava apt-list venv lint typecheck \
+	pytest patches bench clean
 
 run: deps-run
 	$(KSERIES) pipeline --base $(BASE)
@@ -36,7 +51,7 @@ test: deps
 	@nice -n 10 $(KSERIES) build --emulator > $(VENV)/emulator-build.log 2>&1 &
 	@$(MAKE) --no-print-directory lint typecheck pytest
 
-deps: apt venv
+deps: apt venv apt-lava
 
 deps-run: apt-run venv
 
@@ -61,6 +76,26 @@ apt-install:
 		{ [ -z "$$lean" ] || DEBIAN_FRONTEND=noninteractive \
 			$(SUDO) apt-get install -y -qq --no-install-recommends $$lean >/dev/null; }; \
 	fi
+
+# LAVA from another release (Debian 13): the pinned version, if dpkg does not have it.
+apt-lava: venv
+	@if [ -n "$(LAVA_FROM)" ] && [ "$$(dpkg-query -W -f='$${Version}' lava-dispatcher \
+			2>/dev/null)" != "$(LAVA_VERSION)" ]; then \
+		d=$$(mktemp -d) && chmod 755 $$d && \
+		echo "apt-get install $(LAVA_DEBS) ($(LAVA_VERSION) from $(LAVA_FROM))" && \
+		$(VENV)/bin/python tool/debs.py $(LAVA_FROM) $$d \
+			$(foreach p,$(LAVA_DEBS),$(p)=$(LAVA_VERSION)) >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends $$d/*.deb >/dev/null; \
+		rc=$$?; rm -rf $$d; exit $$rc; \
+	fi
+
+# What make installs on this release (CODENAME=trixie or bookworm for another): one line
+# each for run, test, and LAVA's packages from another release (tests/test_packages.py).
+apt-list:
+	@echo "run: $(APT_RUN)"
+	@echo "test: $(APT_TEST) $(APT_LEAN)"
+	@echo "lava: $(if $(LAVA_FROM),$(LAVA_FROM) $(foreach p,$(LAVA_DEBS),$(p)=$(LAVA_VERSION)))"
 
 venv: $(VENV)/.installed
 

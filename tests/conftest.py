@@ -52,9 +52,9 @@ def synthetic(tmp_path: Path, isolated_cache: Path) -> Path:
 
 
 def debian(series: str) -> bases.Base:
-    """A real Debian base from the shared cache (imported on first use, ~1 min)."""
-    if shutil.which("dpkg-query") is None:
-        pytest.skip("needs Debian's dpkg to install linux-source; run on Debian 12")
+    """A real Debian base from the shared cache (fetched and imported on first use, ~1 min)."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("needs Debian's apt-get to fetch linux-source; run on Debian 12 or 13")
     return bases.resolve(f"debian:{series}", TEMPLATES)
 
 

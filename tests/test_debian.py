@@ -106,6 +106,15 @@ def test_matches_the_golden_files(rendered: render.RenderedSeries) -> None:
             f"{path.name} differs from {where}: run `make patches`")
 
 
+def test_the_base_commit_is_the_golden_files_one(rendered: render.RenderedSeries) -> None:
+    """The .deb fetched from the archive imports to the commit the golden files name,
+    on Debian 12 and 13 alike (the tarball is the same bytes from either)."""
+    golden = ROOT / "patches" / rendered.manifest.id / rendered.base.key
+    cover = next(golden.glob("*-0000-cover-letter.patch")).read_text()
+    assert f"base-commit: {rendered.base.commit}\n" in cover, (
+        f"{rendered.base.label} imported as {rendered.base.commit}, not the golden files' base")
+
+
 def test_subjects_authors_trailers_files(rendered: render.RenderedSeries) -> None:
     subjects, files, chains = EXPECTED[rendered.manifest.id]
     seen_files: set[str] = set()

@@ -2,8 +2,8 @@
 
 A local LAVA ``qemu`` device: its device dictionary is rendered with LAVA's own
 qemu device-type template from Debian's lava-server package (the package is
-fetched with ``apt-get download`` and unpacked when the server itself is not
-installed; the template is not copied into this repository). ``lava-run``
+fetched from bookworm with kseries' own apt configuration and unpacked when the
+server itself is not installed; the template is not copied into this repository). ``lava-run``
 boots the same kernel and initramfs as the qemu transport under TCG and runs
 the selftests through LAVA's test shell. LAVA's recorded results must say
 pass / fail / skip per test exactly as kseries' own qemu run of the same
@@ -32,6 +32,7 @@ from conftest_harness import (
     static_program,
 )
 from kseries import proc
+from kseries.base import archive
 from kseries.base.cache import cache_root
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
@@ -43,7 +44,8 @@ pytestmark = pytest.mark.slow
 
 LAVA_RUN = "/usr/bin/lava-run"
 DEVICE_TYPES = Path("/usr/share/lava-server/device-types")
-LAVA_HOW = "apt-get install --no-install-recommends lava-dispatcher (make apt does)"
+LAVA_HOW = ("make deps installs it: apt-get install --no-install-recommends lava-dispatcher on "
+            "Debian 12, bookworm's packages on 13 (make apt-lava)")
 REAL = ("kvm_create_max_vcpus", "svm_vmcall_test", "kvm_buslock_test")
 DEVICE_DICT = """{% extends 'qemu.jinja2' %}
 {% set mac_addr = '52:54:00:12:34:59' %}
@@ -63,17 +65,15 @@ def device_types() -> Path:
         return found[-1].parent
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("no lava-server templates and no apt-get/dpkg-deb to fetch its package")
-    d.mkdir(parents=True, exist_ok=True)
+    # The server of the dispatcher's version, from bookworm (trixie has no LAVA) through
+    # kseries' own apt configuration: the machine's apt is not asked.
+    version = proc.run(["dpkg-query", "-W", "-f", "${Version}", "lava-dispatcher"],
+                       check=False).stdout.strip()
     try:
-        proc.run(["apt-get", "download", "lava-server"], cwd=d, timeout=300,
-                 what="apt-get download lava-server")
-    except KseriesError:  # stale or missing package lists: refresh them once
-        proc.run(["apt-get", "update", "-qq"], timeout=600, check=False, what="apt-get update")
-        try:
-            proc.run(["apt-get", "download", "lava-server"], cwd=d, timeout=300,
-                     what="apt-get download lava-server")
-        except KseriesError as exc:
-            pytest.skip(f"cannot fetch Debian's lava-server package for its templates: {exc}")
+        archive.fetch_binary(archive.archive("bookworm", ("bookworm",)), "lava-server",
+                             version, d)
+    except KseriesError as exc:
+        pytest.skip(f"cannot fetch Debian's lava-server package for its templates: {exc}")
     deb = sorted(d.glob("lava-server_*.deb"))[-1]
     unpacked = d / deb.stem
     proc.run(["dpkg-deb", "-x", str(deb), str(unpacked)], what="dpkg-deb -x lava-server")

@@ -7,5 +7,6 @@ scratch repository and worktrees kseries writes into instead of the user's;
 objects.py reads and writes git objects in-process; maintainers.py runs the
 base's own get_maintainer.pl (for the recipients check and for submit);
 archive.py reaches Debian's archive through a private apt configuration in
-the cache (source packages, without touching the machine's apt sources).
+the cache (source and binary packages, e.g. the bases' .debs, without
+touching the machine's apt sources or installing anything).
 """

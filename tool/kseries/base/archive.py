@@ -9,13 +9,22 @@ machine's ``/etc/apt`` is read (for its mirror and trusted keys), never
 written, and nothing is installed.
 
 The mirror is the one the machine's apt uses for Debian, unless
-``KSERIES_DEBIAN_MIRROR`` names another.
+``KSERIES_DEBIAN_MIRROR`` names another. Suites named ``*-security`` come from
+the security archive: the machine's, unless ``KSERIES_DEBIAN_SECURITY_MIRROR``
+names another (with only ``KSERIES_DEBIAN_MIRROR`` set, its ``debian-security``
+sibling, which is how deb.debian.org and snapshot.debian.org lay them out).
+
+``fetch_source`` downloads a source package, ``fetch_binary`` a binary one
+(``apt-get download``); ``deb_file`` reads one file out of a .deb without dpkg.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +34,15 @@ from kseries.errors import KseriesError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "KSERIES_DEBIAN_MIRROR"
+SECURITY_ENV = "KSERIES_DEBIAN_SECURITY_MIRROR"
 APT_SOURCES = Path("/etc/apt")
+# Debian's archive keys (debian-archive-keyring, on 12 and 13 alike): the lists are
+# checked against these alone, as Debian's own deb822 sources do with Signed-By.
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # A URI whose path ends in /debian serves Debian's main archive (not -security, not
 # a third-party repository).
 _DEBIAN_URI = re.compile(r"^(https?|file)://\S+/debian/?$")
+_SECURITY_URI = re.compile(r"^(https?|file)://\S+/debian-security/?$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class Archive:
     name: str  # the private configuration's directory under <cache>/apt/
     suites: tuple[str, ...]  # e.g. ("trixie",)
     mirror: str
+    security: str = ""  # the mirror of the *-security suites ("": derived from mirror)
 
     @property
     def root(self) -> Path:
@@ -58,14 +73,28 @@ class Archive:
             out.append("-oAPT::Sandbox::User=root")
         return out
 
+    def uri(self, suite: str) -> str:
+        """Where ``suite`` is: the security archive for ``*-security``, else the mirror."""
+        if suite.endswith("-security"):
+            return self.security or security_sibling(self.mirror)
+        return self.mirror
+
     def sources(self) -> str:
-        lines = [f"{kind} {self.mirror} {suite} main"
+        signed = f"[signed-by={KEYRING}] " if KEYRING.is_file() else ""
+        lines = [f"{kind} {signed}{self.uri(suite)} {suite} main"
                  for suite in self.suites for kind in ("deb", "deb-src")]
         return "\n".join(lines) + "\n"
 
+    def where(self) -> str:
+        """The suites and their mirrors, for messages: "bookworm-security at URI"."""
+        by_uri: dict[str, list[str]] = {}
+        for suite in self.suites:
+            by_uri.setdefault(self.uri(suite), []).append(suite)
+        return "; ".join(f"{', '.join(suites)} at {uri}" for uri, suites in by_uri.items())
+
 
 def archive(name: str, suites: tuple[str, ...]) -> Archive:
-    return Archive(name, suites, machine_mirror())
+    return Archive(name, suites, machine_mirror(), machine_security_mirror())
 
 
 def machine_mirror(etc: Path = APT_SOURCES) -> str:
@@ -77,6 +106,31 @@ def machine_mirror(etc: Path = APT_SOURCES) -> str:
         if _DEBIAN_URI.match(uri):
             return uri.rstrip("/")
     return DEFAULT_MIRROR
+
+
+def machine_security_mirror(etc: Path = APT_SOURCES) -> str:
+    """The mirror of Debian's security archive (``KSERIES_DEBIAN_SECURITY_MIRROR`` first).
+
+    With ``KSERIES_DEBIAN_MIRROR`` set and no security mirror named, the main
+    mirror's ``debian-security`` sibling: the machine's would not match it.
+    """
+    forced = os.environ.get(SECURITY_ENV, "").strip()
+    if forced:
+        return forced.rstrip("/")
+    if os.environ.get(MIRROR_ENV, "").strip():
+        return security_sibling(machine_mirror(etc))
+    for uri in _apt_uris(etc):
+        if _SECURITY_URI.match(uri):
+            return uri.rstrip("/")
+    return security_sibling(machine_mirror(etc))
+
+
+def security_sibling(mirror: str) -> str:
+    """``.../debian[/STAMP]`` -> ``.../debian-security[/STAMP]`` (deb. and snapshot.debian.org)."""
+    head, sep, tail = mirror.rstrip("/").rpartition("/debian")
+    if sep and (not tail or tail.startswith("/")):
+        return f"{head}/debian-security{tail}"
+    return DEFAULT_MIRROR + "-security"
 
 
 def _apt_uris(etc: Path) -> list[str]:
@@ -121,8 +175,7 @@ def prepare(a: Archive, *, refresh: bool = False) -> None:
         if not res.ok or failed:
             detail = failed[0] if failed else f"exit {res.returncode}"
             raise KseriesError(
-                f"cannot reach Debian's archive at {a.mirror} for {', '.join(a.suites)} "
-                f"({detail})",
+                f"cannot reach Debian's archive ({a.where()}): {detail}",
                 hint=f"check the network, or set {MIRROR_ENV} to a mirror that carries "
                      f"{', '.join(a.suites)}")
 
@@ -177,3 +230,106 @@ class _Version:
         res = proc.run(["dpkg", "--compare-versions", self.text, "lt", other.text],
                        check=False, what="dpkg --compare-versions")
         return res.ok
+
+
+def binary_versions(a: Archive, package: str) -> list[str]:
+    """The versions of binary ``package`` in the lists as last fetched, newest first."""
+    res = proc.run(["apt-cache", *a.options(), "madison", package], check=False,
+                   what=f"apt-cache madison {package}")
+    seen: list[str] = []
+    for line in res.stdout.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) >= 3 and fields[0] == package and "Sources" not in fields[2] \
+                and fields[1] not in seen:
+            seen.append(fields[1])
+    return seen
+
+
+def fetch_binary(a: Archive, package: str, version: str, dest: Path) -> Path:
+    """Download the binary package ``package`` at ``version`` into ``dest`` (no install).
+
+    Returns the .deb's path. apt checks it against the archive's signed lists.
+    """
+    prepare(a)
+    dest.mkdir(parents=True, exist_ok=True)
+    want = f"{package}={version}"
+    name = f"{package}_{version.replace(':', '%3a')}_"
+    for attempt in (0, 1):
+        res = proc.run(["apt-get", *a.options(), "-q", "download", want], cwd=dest,
+                       check=False, what=f"apt-get download {want}", timeout=1800)
+        debs = sorted(dest.glob(f"{name}*.deb"))
+        if res.ok and debs:
+            return debs[0]
+        if attempt == 0:
+            prepare(a, refresh=True)  # the lists may be older than the archive
+    detail = " ".join(proc.key_lines(res.stderr or res.stdout, 2)) or f"exit {res.returncode}"
+    raise KseriesError(f"cannot fetch {want} from Debian's archive ({a.where()}): {detail}",
+                       hint=f"see `apt-cache madison {package}` there, or set {MIRROR_ENV} "
+                            "to a mirror (or snapshot) that has it")
+
+
+def deb_file(deb: Path, member: str, dest: Path) -> Path:
+    """Copy the file ``member`` (e.g. ``usr/src/x.tar.xz``) out of ``deb`` to ``dest``.
+
+    A .deb is an ar archive whose ``data.tar[.xz|.gz]`` holds the files; this
+    reads it with Python alone (no dpkg, no root). ``dest`` appears whole or not
+    at all.
+    """
+    want = member.lstrip("./")
+    with deb.open("rb") as fh:
+        data, size = _ar_member(fh, deb, "data.tar")
+        with _stream(deb, data, io.BufferedReader(_Slice(fh, size))) as tar:
+            for info in tar:
+                if info.name.lstrip("./") == want and info.isfile():
+                    src = tar.extractfile(info)
+                    assert src is not None  # a regular file
+                    part = dest.with_name(dest.name + ".part")
+                    with part.open("wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    part.rename(dest)
+                    return dest
+    raise KseriesError(f"{deb} holds no {want}", hint="is it the right package?")
+
+
+def _stream(deb: Path, name: str, fh: io.BufferedReader) -> tarfile.TarFile:
+    """The tar stream of ``data.tar[.xz|.gz]``, read as it comes."""
+    if name == "data.tar.xz":
+        return tarfile.open(fileobj=fh, mode="r|xz")
+    if name == "data.tar.gz":
+        return tarfile.open(fileobj=fh, mode="r|gz")
+    if name == "data.tar":
+        return tarfile.open(fileobj=fh, mode="r|")
+    raise KseriesError(f"{deb}: {name} is compressed in a way kseries cannot read",
+                       hint="unpack it with dpkg-deb, or fetch a Debian (xz) build")
+
+
+def _ar_member(fh: io.BufferedReader, deb: Path, prefix: str) -> tuple[str, int]:
+    """Move ``fh`` to the start of the first ar member named ``prefix*``: (name, size)."""
+    if fh.read(8) != b"!<arch>\n":
+        raise KseriesError(f"{deb}: not a Debian package (no ar header)")
+    while True:
+        header = fh.read(60)
+        if len(header) < 60:
+            raise KseriesError(f"{deb}: no {prefix}* member in the package")
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        if name.startswith(prefix):
+            return name, size
+        fh.seek(size + (size & 1), os.SEEK_CUR)  # members are padded to an even size
+
+
+class _Slice(io.RawIOBase):
+    """The next ``size`` bytes of ``fh``, as a file of their own."""
+
+    def __init__(self, fh: io.BufferedReader, size: int) -> None:
+        self._fh, self._left = fh, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: memoryview | bytearray) -> int:  # type: ignore[override]
+        n = min(len(buf), self._left)
+        data = self._fh.read(n)
+        buf[:len(data)] = data
+        self._left -= len(data)
+        return len(data)

@@ -1,18 +1,21 @@
 """Bases: the kernel tree a series is rendered against.
 
-A base is a git repository and a commit. ``debian:6.X`` installs Debian's
-``linux-source-6.X`` at a pinned version and imports its tarball into a cached
-bare repository as one commit with a fixed author and date, so the commit id is
-the same on every machine. ``PATH[@REF]`` is any kernel git tree at a ref, used
-read-only: kseries writes its own objects into a scratch repository that
-borrows the base's objects through git alternates.
+A base is a git repository and a commit. ``debian:6.X`` fetches Debian's
+``linux-source-6.X`` .deb at a pinned version from the suite that carries it
+(archive.py: a private apt configuration in the cache; nothing is installed and
+no root is needed), reads the source tarball out of it and imports that into a
+cached bare repository as one commit with a fixed author and date, so the
+commit id is the same on every machine and every Debian release.
+``PATH[@REF]`` is any kernel git tree at a ref, used read-only: kseries writes
+its own objects into a scratch repository that borrows the base's objects
+through git alternates.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
+import shutil
 import tarfile
 import tomllib
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kseries import proc
+from kseries.base import archive
 from kseries.base.cache import cache_root, file_lock
 from kseries.errors import KseriesError
 
@@ -45,17 +49,22 @@ class DebianPin:
     series: str  # "6.12"
     package: str  # "linux-source-6.12"
     version: str  # "6.12.117-1~deb12u1"
+    suites: tuple[str, ...]  # where to look for it: ("bookworm-security",)
 
 
 def load_pins(templates: Path) -> dict[str, DebianPin]:
+    """The pins of ``bases.toml``; a ``debian:6.X=VERSION`` looks in its ``search`` suites."""
     path = templates / "bases.toml"
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise KseriesError(f"{path}: cannot read the base pins ({exc})") from exc
-    pins = {}
-    for series, entry in data.get("debian", {}).items():
-        pins[series] = DebianPin(series, entry["package"], entry["version"])
+        search = tuple(data.get("search", {}).get("suites", ()))
+        pins = {}
+        for series, entry in data.get("debian", {}).items():
+            pins[series] = DebianPin(series, entry["package"], entry["version"],
+                                     (entry["suite"], *search))
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise KseriesError(f"{path}: cannot read the base pins ({exc!r})",
+                           hint="each [debian.\"6.X\"] needs package, version and suite") from exc
     return pins
 
 
@@ -68,8 +77,10 @@ def resolve(spec: str, templates: Path, *, install: bool = True) -> Base:
             known = ", ".join(f"debian:{s}" for s in sorted(pins))
             raise KseriesError(f"unknown Debian base {spec!r}", hint=f"known: {known}")
         pin = pins[series]
-        if version:
-            pin = DebianPin(pin.series, pin.package, version)
+        if version and version != pin.version:  # anywhere in the suites kseries searches
+            pin = DebianPin(pin.series, pin.package, version, tuple(dict.fromkeys(pin.suites)))
+        else:  # the pin: in its own suite alone
+            pin = DebianPin(pin.series, pin.package, pin.version, pin.suites[:1])
         return debian_base(pin, install=install, label=spec)
     return git_base(spec)
 
@@ -119,19 +130,29 @@ def _has_path(gitdir: Path, commit: str, path: str) -> bool:
 
 
 def debian_base(pin: DebianPin, *, install: bool = True, label: str = "") -> Base:
+    """The imported base of ``pin``; with ``install`` False nothing is fetched."""
     repo = cache_root() / "bases" / f"debian-{pin.series}_{_safe(pin.version)}.git"
     describe = f"Debian {pin.package} {pin.version}"
     key = f"debian-{pin.series}"
+    label = label or f"debian:{pin.series}"
     commit = _read_ref(repo)
     if commit:
-        return Base(label or f"debian:{pin.series}", key, repo, commit, describe)
+        return Base(label, key, repo, commit, describe)
+    if not install:
+        raise KseriesError(f"{label} ({pin.package} {pin.version}) is not imported in "
+                           f"{repo.parent}",
+                           hint=f"import it first: kseries facts --base {label}")
     repo.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(repo.with_suffix(".lock")):
         commit = _read_ref(repo)  # another run may have finished the import meanwhile
         if not commit:
-            tarball = _ensure_package(pin, install=install)
-            commit = _import_tarball(repo, tarball, describe)
-    return Base(label or f"debian:{pin.series}", key, repo, commit, describe)
+            work = repo.with_name(repo.name.removesuffix(".git") + ".fetch")
+            try:
+                tarball = _fetch_tarball(pin, label, work)
+                commit = _import_tarball(repo, tarball, describe)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)  # the .deb and tarball: 300 MB
+    return Base(label, key, repo, commit, describe)
 
 
 def _safe(text: str) -> str:
@@ -147,41 +168,28 @@ def _read_ref(repo: Path) -> str:
     return text if re.fullmatch(r"[0-9a-f]{40}", text) else ""
 
 
-def installed_version(package: str) -> str:
-    res = proc.run(
-        ["dpkg-query", "-W", "-f", "${Status} ${Version}", package], check=False
-    )
-    parts = res.stdout.split()
-    if res.ok and len(parts) == 4 and parts[2] == "installed":
-        return parts[3]
-    return ""
+def _fetch_tarball(pin: DebianPin, label: str, work: Path) -> Path:
+    """Download ``pin``'s .deb into ``work`` and read its source tarball out of it."""
+    a = archive.archive("bases-" + "+".join(pin.suites), pin.suites)
+    try:
+        deb = archive.fetch_binary(a, pin.package, pin.version, work)
+    except KseriesError as exc:
+        raise KseriesError(f"{label}: {exc.message}", hint=_other_versions(a, pin)) from exc
+    name = f"{pin.package}.tar.xz"  # the import's commit message names it
+    return archive.deb_file(deb, f"usr/src/{name}", work / name)
 
 
-def _ensure_package(pin: DebianPin, *, install: bool) -> Path:
-    tarball = Path("/usr/src") / f"{pin.package}.tar.xz"
-    have = installed_version(pin.package)
-    if have == pin.version and tarball.exists():
-        return tarball
-    action = f"apt-get install {pin.package}={pin.version}"
-    if not install:
-        raise KseriesError(
-            f"{pin.package} {pin.version} is not installed (have {have or 'none'})",
-            hint=f"run: {action}",
-        )
-    if os.geteuid() != 0:
-        raise KseriesError(
-            f"{pin.package} {pin.version} is not installed (have {have or 'none'})",
-            hint=f"run as root: {action} (or: make deps)",
-        )
-    argv = ["apt-get", "install", "-y", "--allow-downgrades", f"{pin.package}={pin.version}"]
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if not proc.run(argv, env=env, check=False, timeout=1800).ok:
-        # A fresh machine's package lists may not know the version yet.
-        proc.run(["apt-get", "update", "-qq"], env=env, what="apt-get update", timeout=600)
-        proc.run(argv, env=env, what=action, timeout=1800)
-    if not tarball.exists():
-        raise KseriesError(f"{pin.package} installed but {tarball} is missing")
-    return tarball
+def _other_versions(a: archive.Archive, pin: DebianPin) -> str:
+    """What to do when the pinned version cannot be had."""
+    try:
+        have = archive.binary_versions(a, pin.package)[:3]
+    except KseriesError:
+        have = []  # the archive itself is out of reach
+    offer = f" (there: {', '.join(have)})" if have else ""
+    net = "" if have else "check the network, or "
+    return (f"{net}give a version the archive has, debian:{pin.series}=VERSION{offer}, or a kernel "
+            f"tree with --base PATH[@REF]; set {archive.MIRROR_ENV} (and "
+            f"{archive.SECURITY_ENV}) to use another mirror or a snapshot")
 
 
 def _import_tarball(repo: Path, tarball: Path, describe: str) -> str:

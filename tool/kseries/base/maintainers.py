@@ -76,8 +76,26 @@ def maintainer_tool(base: Base) -> Iterator[Path]:
                   base.commit, *have], what="git archive of get_maintainer.pl")
         tree = Path(tmp) / "tree"
         with tarfile.open(archive) as tar:
-            tar.extractall(tree, filter="data")
+            _extract(tar, tree)
         yield tree
+
+
+def _extract(tar: tarfile.TarFile, tree: Path) -> None:
+    """Unpack git archive's output: plain files and directories inside ``tree`` only.
+
+    Debian 12's Python is 3.11.2, whose tarfile has no ``filter=`` (3.11.4 added
+    it), so the members are checked here too, not only by ``filter="data"``.
+    """
+    safe = [m for m in tar.getmembers()
+            if (m.isfile() or m.isdir()) and not Path(m.name).is_absolute()
+            and ".." not in Path(m.name).parts]
+    if len(safe) != len(tar.getmembers()):
+        odd = next(m.name for m in tar.getmembers() if m not in safe)
+        raise KseriesError(f"git archive of get_maintainer.pl holds an unexpected entry: {odd}")
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(tree, members=safe, filter="data")
+    else:
+        tar.extractall(tree, members=safe)
 
 
 def get_maintainer(tool: Path, patch: Path) -> list[Listed]:
