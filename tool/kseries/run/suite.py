@@ -205,6 +205,17 @@ class Result:
     output: tuple[str, ...] = ()
     seconds: float = 0.0
 
+    @property
+    def failure(self) -> str:
+        """What the test said failed: the line under a KVM selftest's "Test Assertion
+        Failure" banner (file:line: the expression) where it printed one, else the reason."""
+        for i, line in enumerate(self.output):
+            if "Test Assertion Failure" in line:
+                rest = [ln.strip() for ln in self.output[i + 1:i + 3] if ln.strip()]
+                if rest:
+                    return rest[0]
+        return self.reason
+
 
 @dataclass
 class Comparison:
@@ -249,7 +260,7 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
         first = s_fail[0]
         how = "fails" if len(s_fail) == len(s) else f"fails {len(s_fail)} of {len(s)} rounds"
         return Comparison(test, Verdict.REGRESSION, b, s,
-                          f"{how} on the series ({first.status}: {first.reason}); "
+                          f"{how} on the series ({first.status}: {first.failure}); "
                           f"{'/'.join(sorted(b_states))} on the base in {len(b)} of {len(b)}")
     if len(b_states) > 1 or len(s_states) > 1:
         return Comparison(test, Verdict.FLAKY, b, s,
@@ -259,13 +270,13 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
         return Comparison(test, Verdict.FIXED, b, s, f"{b_one} on the base, {s_one} on the "
                           "series")
     if b_fail:
-        shapes_b = {_shape(r.reason) for r in b_fail}
-        shapes_s = {_shape(r.reason) for r in s_fail}
+        shapes_b = {_shape(r.failure) for r in b_fail}
+        shapes_s = {_shape(r.failure) for r in s_fail}
         if shapes_b != shapes_s or b_one != s_one:
             return Comparison(test, Verdict.REGRESSION, b, s,
-                              f"fails differently on the series ({s_fail[0].reason}) than on "
-                              f"the base ({b_fail[0].reason})", known)
-        reason = s_fail[0].reason
+                              f"fails differently on the series ({s_fail[0].failure}) than on "
+                              f"the base ({b_fail[0].failure})", known)
+        reason = s_fail[0].failure
         if known is not None and known.explains(reason):
             return Comparison(test, Verdict.SAME, b, s, f"fails as expected on {kind} "
                               f"({known.reason}) on both", known)
