@@ -9,6 +9,7 @@ records give the same text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from kseries.check.report import PASS, Record
 from kseries.errors import KseriesError
 from kseries.render.manifest import ALL_CHECKS, CheckRule
 from kseries.render.series import NOT_RUN, PatchSummary
-from kseries.run.records import HostRecord, TestRecord
+from kseries.run.records import HostRecord, RunRecord, TestRecord
 from kseries.submit.evidence import Evidence
 from kseries.submit.gate import State
 
@@ -78,8 +79,8 @@ def block(i: Inputs) -> str:
     if not hosts:
         out += item("none: no `kseries run` results of this tip were given "
                     "(kseries submit --results DIR)")
-    for _, h in hosts:
-        out += host_lines(h)
+    for run, h in hosts:
+        out += host_lines(h) if run.suite is None else suite_host_lines(run, h)
     out += ["", "Not tested:"]
     for text in not_tested(i):
         out += item(text)
@@ -163,6 +164,28 @@ def host_lines(h: HostRecord) -> list[str]:
         lead = ("smoke tests, each against the same run on the unpatched base"
                 if against else "smoke tests (no run on the unpatched base to compare)")
         out += item(f"{lead}: " + ", ".join(_status(t) for t in smoke), 2)
+    return out
+
+
+def suite_host_lines(run: RunRecord, h: HostRecord) -> list[str]:
+    """A host of a suite run: the suite's counts against the base, its regressions by
+    name, and the known failures it showed with why."""
+    assert run.suite is not None
+    head = host_lines(dataclasses.replace(h, tests=tuple(t for t in h.tests
+                                                         if t.kind == "check")))
+    s = run.suite.host(h.name)
+    if s is None or h.infra_error:
+        return head
+    rounds = f", {run.suite.rounds} rounds on each kernel" if run.suite.rounds > 1 else ""
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
+    out = head + item(f"KVM selftests ({run.suite.name}: {run.suite.tests} tests{rounds}), "
+                      f"each against the same run on the unpatched base: {counts}", 2)
+    for test in s.regressions:
+        out += item(f"regression: {test}", 4)
+    for splat in s.splat_regressions:
+        out += item(f"new kernel splat: {splat}", 4)
+    for test, reason in s.known:
+        out += item(f"{test} fails on both kernels, as expected on {s.kinds[0]}: {reason}", 4)
     return out
 
 
