@@ -283,6 +283,7 @@ def _write_lava(args: argparse.Namespace, inv: inventory.Inventory,
                 hosts: tuple[inventory.Host, ...], tests: dict[str, Path], out: Path) -> int:
     if args.kernel is None:
         raise KseriesError("--lava needs the kernel the jobs boot", hint="pass --kernel BZIMAGE")
+    qemu.check_bzimage(args.kernel, "--kernel")  # the lab would find out only at boot
     guest = initramfs.GuestFiles.from_dir(KSELFTEST)
     d = out / "lava"
     rd = initramfs.build(d / "initramfs.cpio", tests, guest=guest,
