@@ -72,6 +72,9 @@ class SuiteReport:
     seconds: float  # wall time of both kernels' runs
     jobs: int
     notes: list[str] = field(default_factory=list)
+    groups: list[list[str]] = field(default_factory=list)  # the shards' tests
+    # (host, kernel, round) -> each shard's guest run, as it came back
+    raw: dict[tuple[str, str, int], list[GuestRun]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -111,12 +114,15 @@ def run_suite(
     shards: int | None = None,
     accel: str | qemu.Accel | None = None,
     patched: bool = True,
+    base_from: SuiteReport | None = None,
 ) -> SuiteReport:
     """Run ``tests`` (name -> binary, in this order) ``rounds`` times on both kernels of
     every host, and compare each test and each kernel message, host by host.
 
     ``patched``: the series' kernel carries the /proc/cpuinfo virt line (as
-    ``harness.run_hosts`` takes it); ``shards`` per kernel and round (default: ``jobs``).
+    ``harness.run_hosts`` takes it); ``shards`` per kernel and round (default: ``jobs``);
+    ``base_from``: an earlier report whose base kernel's guests are taken instead of
+    running them again (the same tests, hosts, rounds and shards; another series).
     """
     if rounds < 1:
         raise KseriesError(f"--repeat {rounds}: a suite runs at least once",
@@ -142,9 +148,10 @@ def run_suite(
                 out_dir / "initramfs" / f"round{r}-shard{s}.cpio", {t: tests[t] for t in group},
                 guest=guest, test_timeout=plan.test_timeout, timeouts=config.timeouts,
                 env={ROUND_ENV: str(r)})
+    reused = _reusable(base_from, hosts, names, rounds, groups)
     jobs_list = [(h, k, r, s) for h in hosts for r in range(1, rounds + 1)
                  for k in (BASE, SERIES) for s in range(1, len(groups) + 1)
-                 if h.transport == "qemu" or s == 1]
+                 if (h.transport == "qemu" or s == 1) and (k, h.name) not in reused]
     t0 = time.monotonic()
 
     def one(job: tuple[Host, str, int, int]) -> GuestRun:
@@ -163,14 +170,19 @@ def run_suite(
         runs = dict(zip(jobs_list, pool.map(one, jobs_list), strict=True))
     seconds = time.monotonic() - t0
     out = []
+    raw: dict[tuple[str, str, int], list[GuestRun]] = {}
     for host in hosts:
         shard_groups = groups if host.transport == "qemu" else [names]
-        by_round = {(k, r): [runs[j] for j in jobs_list if j[:3] == (host, k, r)]
+        by_round = {(k, r): reused.get((k, host.name), {}).get(r) or
+                    [runs[j] for j in jobs_list if j[:3] == (host, k, r)]
                     for k in (BASE, SERIES) for r in range(1, rounds + 1)}
+        raw.update({(host.name, k, r): list(v) for (k, r), v in by_round.items()})
         out.append(judge_host(host, host_kinds(host, chosen.name if chosen else ""), names,
                               by_round, shard_groups, plan, config, out_dir, patched=patched))
     report = SuiteReport(name, names, rounds, out, out_dir, chosen.name if chosen else "",
-                         seconds, width)
+                         seconds, width, groups=groups, raw=raw)
+    if reused and base_from is not None:
+        report.notes.append(f"the base kernel's runs were taken from {base_from.out_dir}")
     if chosen is not None:
         report.notes.append(f"qemu accel: {chosen.name} ({chosen.reason})")
     bad = sum(len(h.regressions) + len(h.splats.regressions) for h in out)
@@ -196,6 +208,20 @@ def judge_host(host: Host, kinds: tuple[str, ...], names: Sequence[str],
             [(list(g), _kernel_log(p)) for p, g in zip(parts, groups, strict=True)])
     _compare(hs, names, config)
     return hs
+
+
+def _reusable(earlier: SuiteReport | None, hosts: Sequence[Host], names: list[str],
+              rounds: int, groups: list[list[str]]) -> dict[tuple[str, str], dict[
+                  int, list[GuestRun]]]:
+    """(BASE, host) -> round -> the shards' runs of ``earlier``, for the hosts it ran alike."""
+    if earlier is None:
+        return {}
+    if earlier.tests != names or earlier.rounds != rounds or earlier.groups != groups:
+        raise KseriesError("the earlier suite run ran other tests, rounds or shards",
+                           hint="run both kernels again")
+    return {(BASE, h.name): {r: earlier.raw[h.name, BASE, r] for r in range(1, rounds + 1)}
+            for h in hosts if all((h.name, BASE, r) in earlier.raw
+                                  for r in range(1, rounds + 1))}
 
 
 def _boot(host: Host, kernel: str, group: list[str], kernels: Kernels, rd: Path,
