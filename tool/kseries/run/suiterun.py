@@ -15,6 +15,8 @@ Only qemu hosts are split; an ssh or local host runs the whole suite at once.
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +32,10 @@ from kseries.run.suite import Comparison, Result, SuiteConfig, compare
 
 BASE, SERIES = "base", "series"
 ROUND_ENV = "KSERIES_ROUND"  # the round (1..N) of a repeated run, in every test's environment
-GUEST_MEMORY_FLOOR = 512  # MiB a guest needs besides its initramfs (which is unpacked in RAM)
+# MiB a suite's guest needs besides its initramfs (unpacked in RAM): the memory tests
+# (dirty_log_test, demand_paging_test, kvm_page_table_test, ...) map 1 GiB for their guest,
+# and with 512 MiB fail on mmap (ENOMEM) on any kernel. QEMU takes the RAM as it is used.
+GUEST_MEMORY_FLOOR = 2048
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,13 @@ def host_kinds(host: Host, accel: str) -> tuple[str, ...]:
     return f"{how}-{host.vendor}", host.name
 
 
+def suite_jobs(hosts: Sequence[Host]) -> int:
+    """Guests at once: as many as the cores, each TCG guest keeping one core per vCPU busy
+    (not bounded by the hosts: one host's suite is split into shards)."""
+    widest = max((h.qemu.smp for h in hosts if h.qemu), default=1)
+    return max(1, (os.cpu_count() or 1) // widest)
+
+
 def shards_of(tests: Sequence[str], count: int) -> list[list[str]]:
     """``tests`` dealt round-robin into at most ``count`` non-empty shards."""
     count = max(1, min(count, len(tests)))
@@ -130,7 +142,7 @@ def run_suite(
     names = list(tests)
     out_dir.mkdir(parents=True, exist_ok=True)
     guest = initramfs.GuestFiles.from_dir(kselftest)
-    width = jobs or harness.default_jobs(list(hosts))
+    width = jobs or suite_jobs(hosts)
     per_kernel = shards or width
     chosen: qemu.Accel | None = accel if isinstance(accel, qemu.Accel) else None
     qemu_hosts = [h for h in hosts if h.transport == "qemu"]
@@ -149,15 +161,20 @@ def run_suite(
                 guest=guest, test_timeout=plan.test_timeout, timeouts=config.timeouts,
                 env={ROUND_ENV: str(r)})
     reused = _reusable(base_from, hosts, names, rounds, groups)
-    jobs_list = [(h, k, r, s) for h in hosts for r in range(1, rounds + 1)
+    by_name = {h.name: h for h in hosts}  # a Host is not hashable (its lava table)
+    jobs_list = [(h.name, k, r, s) for h in hosts for r in range(1, rounds + 1)
                  for k in (BASE, SERIES) for s in range(1, len(groups) + 1)
                  if (h.transport == "qemu" or s == 1) and (k, h.name) not in reused]
     t0 = time.monotonic()
+    lock = threading.Lock()  # the reporter is called from the pool's threads
 
-    def one(job: tuple[Host, str, int, int]) -> GuestRun:
-        host, kernel, r, s = job
+    def one(job: tuple[str, str, int, int]) -> GuestRun:
+        name, kernel, r, s = job
+        host = by_name[name]
         work = out_dir / kernel / host.name / f"round{r}" / f"shard{s}"
-        reporter.update(f"{host.name}: {kernel} kernel, round {r}, shard {s}/{len(groups)}")
+        with lock:
+            reporter.update(f"{host.name}: {kernel} kernel, round {r}, "
+                            f"shard {s}/{len(groups)}")
         try:
             return _boot(host, kernel, groups[s - 1] if host.transport == "qemu" else names,
                          kernels, rds[r, s], chosen, tests, guest, plan, config, work)
@@ -174,7 +191,7 @@ def run_suite(
     for host in hosts:
         shard_groups = groups if host.transport == "qemu" else [names]
         by_round = {(k, r): reused.get((k, host.name), {}).get(r) or
-                    [runs[j] for j in jobs_list if j[:3] == (host, k, r)]
+                    [runs[j] for j in jobs_list if j[:3] == (host.name, k, r)]
                     for k in (BASE, SERIES) for r in range(1, rounds + 1)}
         raw.update({(host.name, k, r): list(v) for (k, r), v in by_round.items()})
         out.append(judge_host(host, host_kinds(host, chosen.name if chosen else ""), names,
