@@ -38,7 +38,7 @@ class KnownFailure:
     line: str  # the test's own failure line, as it prints it there
 
     def explains(self, failure: str) -> bool:
-        """Whether ``failure`` (a result's reason) is this one: its line, numbers aside."""
+        """Whether ``failure`` (what a result says) shows this one's line, numbers aside."""
         return not self.line or _shape(self.line) in _shape(failure)
 
 
@@ -216,6 +216,11 @@ class Result:
                     return rest[0]
         return self.reason
 
+    @property
+    def text(self) -> str:
+        """Everything the result says: its reason and the test's output."""
+        return "\n".join((self.reason, *self.output))
+
 
 @dataclass
 class Comparison:
@@ -277,7 +282,7 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
                               f"fails differently on the series ({s_fail[0].failure}) than on "
                               f"the base ({b_fail[0].failure})", known)
         reason = s_fail[0].failure
-        if known is not None and known.explains(reason):
+        if known is not None and known.explains(s_fail[0].text):
             return Comparison(test, Verdict.SAME, b, s, f"fails as expected on {kind} "
                               f"({known.reason}) on both", known)
         return Comparison(test, Verdict.SAME, b, s, f"fails the same way on both: {reason}")
