@@ -75,6 +75,21 @@ def test_flaky_is_not_a_regression_but_a_new_failure_rate_is() -> None:
     assert once.verdict is Verdict.REGRESSION and "fails 1 of 4 rounds" in once.why
 
 
+def test_a_test_known_to_be_flaky_on_the_host_kind() -> None:
+    why = "its IPIs are late when the host's CPU is busy"
+    one = compare("t", rs(P), rs(F, reason="x"), kind="tcg-amd", flaky=why)
+    assert one.verdict is Verdict.FLAKY and not one.fails_run
+    assert one.why.startswith(f"known to be flaky on tcg-amd ({why}): pass rate 1/1 on the "
+                              "base, 0/1 on the series")
+    assert compare("t", rs(F, reason="x"), rs(P), flaky=why).verdict is Verdict.FLAKY
+    # Failing in every one of several rounds on the series alone is still a regression.
+    every = compare("t", rs(P, P, P), rs(F, F, F, reason="x"), flaky=why)
+    assert every.verdict is Verdict.REGRESSION
+    config = suite.parse_config({"flaky": {"tcg-amd": {"t": why}}}, Path("h.toml"), ())
+    assert config.flaky_reason(("tcg-amd", "qemu-amd"), "t") == why
+    assert config.flaky_reason(("kvm-amd",), "t") == ""
+
+
 def test_a_test_run_on_one_kernel_only_is_not_compared() -> None:
     assert compare("t", [], rs(P)).verdict is Verdict.NOT_COMPARED
     counts = suite.counts([compare("t", [], rs(P)), compare("u", rs(P), rs(P))])

@@ -5,8 +5,9 @@ The inventory (kselftest/hosts.toml) names subsets of the suite (``[suites]``;
 KVM selftest the base builds, read from its selftest makefile), the failures
 known per host kind (``[known_failures.<kind>]``, with the reason and the
 test's own failure line), tests that need a timeout of their own
-(``[test_timeouts]``) and kernel messages a host kind prints whatever the
-kernel (``[[splat_allowlist]]``, read by splats.py).
+(``[test_timeouts]``), tests known to be flaky on a host kind
+(``[flaky.<kind>]``, with the reason) and kernel messages a host kind prints
+whatever the kernel (``[[splat_allowlist]]``, read by splats.py).
 
 ``compare`` sorts one test's results (one per round, on each kernel) into
 same / regression / fixed / flaky / changed. Only a regression fails a run.
@@ -56,6 +57,7 @@ class SuiteConfig:
     known: dict[str, dict[str, KnownFailure]]  # host kind or name -> test -> failure
     timeouts: dict[str, int]  # test -> seconds, where the default is not enough
     allowlist: tuple[AllowedSplat, ...] = ()
+    flaky: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> test -> reason
 
     def names(self) -> list[str]:
         return [ALL, *self.suites]
@@ -67,6 +69,10 @@ class SuiteConfig:
             if hit is not None:
                 return hit
         return None
+
+    def flaky_reason(self, kinds: Sequence[str], test: str) -> str:
+        """Why ``test`` is known to be flaky on a host of ``kinds``, or ""."""
+        return next((self.flaky[k][test] for k in kinds if test in self.flaky.get(k, {})), "")
 
     def select(self, name: str, built: Sequence[str]) -> list[str]:
         """The tests of suite ``name``, in the order the base lists them where it does.
@@ -138,7 +144,14 @@ def parse_config(data: dict[str, Any], path: Path, smoke: Sequence[str]) -> Suit
                                f"({exc})") from exc
         allow.append(AllowedSplat(pattern, e["reason"],
                                   tuple(_strings(e.get("hosts", []), path, f"{where} hosts"))))
-    return SuiteConfig(path, suites, known, timeouts, tuple(allow))
+    flaky: dict[str, dict[str, str]] = {}
+    for kind, tests in _table(data, "flaky", path).items():
+        flaky[kind] = {}
+        for test, why in _as_table(tests, path, f"flaky.{kind}").items():
+            if not isinstance(why, str) or not why:
+                raise KseriesError(f"{path}: flaky.{kind}.{test} must be its reason (a string)")
+            flaky[kind][test] = why
+    return SuiteConfig(path, suites, known, timeouts, tuple(allow), flaky)
 
 
 def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -252,8 +265,13 @@ def _shape(text: str) -> str:
 
 
 def compare(test: str, base: Sequence[Result], series: Sequence[Result],
-            known: KnownFailure | None = None, kind: str = "") -> Comparison:
-    """Sort one test by its rounds on the unpatched base and on the series."""
+            known: KnownFailure | None = None, kind: str = "", flaky: str = "") -> Comparison:
+    """Sort one test by its rounds on the unpatched base and on the series.
+
+    ``flaky``: why the test is known to be flaky on this host kind. Its failure on
+    the series alone is then FLAKY, unless it failed in every one of two or more
+    rounds there.
+    """
     b, s = list(base), list(series)
     if not b or not s:
         where = "the series" if not b else "the base"
@@ -261,6 +279,10 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
     b_fail, s_fail = _fails(b), _fails(s)
     b_states = {r.status for r in b}
     s_states = {r.status for r in s}
+    if s_fail and not b_fail and flaky and (len(s) == 1 or len(s_fail) < len(s)):
+        return Comparison(test, Verdict.FLAKY, b, s,
+                          f"known to be flaky on {kind} ({flaky}): pass rate {rate(b)} on the "
+                          f"base, {rate(s)} on the series ({s_fail[0].failure})")
     if s_fail and not b_fail:
         first = s_fail[0]
         how = "fails" if len(s_fail) == len(s) else f"fails {len(s_fail)} of {len(s)} rounds"
@@ -271,6 +293,9 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
         return Comparison(test, Verdict.FLAKY, b, s,
                           f"pass rate {rate(b)} on the base, {rate(s)} on the series")
     (b_one,), (s_one,) = b_states, s_states
+    if flaky and b_one != s_one:
+        return Comparison(test, Verdict.FLAKY, b, s, f"known to be flaky on {kind} ({flaky}): "
+                          f"{b_one} on the base, {s_one} on the series")
     if b_fail and not s_fail:
         return Comparison(test, Verdict.FIXED, b, s, f"{b_one} on the base, {s_one} on the "
                           "series")

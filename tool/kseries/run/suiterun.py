@@ -330,6 +330,6 @@ def _compare(hs: HostSuite, names: Sequence[str], config: SuiteConfig) -> None:
     for test in names:
         known = config.known_failure(hs.kinds, test)
         c = compare(test, per[BASE].get(test, []), per[SERIES].get(test, []), known,
-                    hs.kinds[0])
+                    hs.kinds[0], config.flaky_reason(hs.kinds, test))
         c.splats = [s.identity for s in hs.splats.new if s.test == test]
         hs.comparisons.append(c)
