@@ -18,6 +18,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kseries.base import bases
 from kseries.build import artifacts
@@ -151,10 +152,10 @@ def print_report(report: suiterun.SuiteReport, stream: TextIO | None = None) -> 
         for c in hs.comparisons:
             if boring(c):
                 continue
-            style = STYLE.get(c.verdict, "")
-            verdict = f"[{style}]{c.verdict.value}[/]" if style else c.verdict.value
-            t.add_row(hs.host.name, c.test, _statuses(c.base), _statuses(c.series), verdict,
-                      c.why)
+            # Text, not markup: a reason may hold brackets ("[test_timeouts]")
+            t.add_row(Text(hs.host.name), Text(c.test), Text(_statuses(c.base)),
+                      Text(_statuses(c.series)),
+                      Text(c.verdict.value, style=STYLE.get(c.verdict, "")), Text(c.why))
     console.print(t)
     for hs in report.hosts:
         n = suite.counts(hs.comparisons)
