@@ -132,3 +132,21 @@ def test_the_real_program_in_a_pipe() -> None:
     child.stdout.close()  # as head -1 does once it has its line
     assert child.wait(timeout=60) == PIPE_CLOSED
     assert child.stderr.read() == ""
+
+
+def test_make_run_compares_the_svm_suite_and_submit_counts_it(tmp_path: Path) -> None:
+    """`make run` (kseries pipeline): the run stage runs the hosts, then the suite, and
+    submit is given both results directories."""
+    from kseries.cli import pipeline
+
+    args = argparse.Namespace(base="debian:6.12", series="v2", output=tmp_path,
+                              stages="render,check,build,run,submit")
+    run = next(s for s in pipeline.stages(args) if s.name == "run")
+    assert run.argv[1] == ("run", "--base", "debian:6.12", "--series", "v2", "--suite",
+                           pipeline.MAKE_RUN_SUITE, "-o", str(tmp_path / "suite"))
+    submit = next(s for s in pipeline.stages(args) if s.name == "submit")
+    assert submit.argv[0][-4:] == ("--results", str(tmp_path / "results"),
+                                   "--results", str(tmp_path / "suite"))
+    args.stages = "submit"  # neither ran: no results to give
+    assert "--results" not in next(s for s in pipeline.stages(args)
+                                   if s.name == "submit").argv[0]
