@@ -327,9 +327,11 @@ def _compare(hs: HostSuite, names: Sequence[str], config: SuiteConfig) -> None:
     base_splats = splats_of(hs, BASE, missing[BASE])
     series_splats = splats_of(hs, SERIES, missing[SERIES])
     hs.splats = splats.compare(base_splats, series_splats, config.allowlist, hs.kinds)
+    new = {s.identity for s in hs.splats.new}
     for test in names:
         known = config.known_failure(hs.kinds, test)
         c = compare(test, per[BASE].get(test, []), per[SERIES].get(test, []), known,
                     hs.kinds[0], config.flaky_reason(hs.kinds, test))
-        c.splats = [s.identity for s in hs.splats.new if s.test == test]
+        c.splats = list(dict.fromkeys(s.identity for s in series_splats
+                                      if s.identity in new and s.test == test))
         hs.comparisons.append(c)
