@@ -176,6 +176,7 @@ LOG = """\
 [    0.600000] WARNING: CPU: 0 PID: 1 at kernel/time/clocksource.c:99 boot_thing+0x1/0x2
 [    2.000000] kseries-test: start 1 svm_vmcall_test
 [    2.100000] ------------[ cut here ]------------
+[    2.100000] kvm: a message of the WARN
 [    2.100001] WARNING: CPU: 0 PID: 77 at arch/x86/kvm/svm/nested.c:612 nested_vmrun+0x3a/0x2f0
 [    2.100002] Modules linked in:
 [    2.100003] Call Trace:
@@ -203,6 +204,7 @@ def test_splats_are_found_and_attributed_to_the_test_running() -> None:
     assert warn.where == "during svm_vmcall_test"
     assert found[3].where == "after smm_test ended"
     assert "Call Trace:" in warn.lines and not any("kseries-test" in ln for ln in warn.lines)
+    assert warn.lines[0] == "kvm: a message of the WARN"  # what the WARN() said, above it
     assert "x86.c" in found[2].identity  # lockdep reports are told apart by their source
 
 

@@ -88,6 +88,16 @@ def _detail(kind: str, after: Sequence[str]) -> str:
     return ""
 
 
+def _before(lines: Sequence[str], i: int) -> list[str]:
+    """What a WARN() printed above its title: from the "cut here" line, its message."""
+    for j in range(i - 1, max(i - 4, -1), -1):
+        if MARKER.search(lines[j]):
+            return []
+        if "[ cut here ]" in lines[j]:
+            return [ln.strip() for ln in lines[j + 1:i]]
+    return []
+
+
 def scan(log: str) -> list[Splat]:
     """Every splat in a kernel log (dmesg or a console), attributed by the test markers."""
     lines = [_STAMP.sub("", ln.rstrip("\r")) for ln in log.splitlines()]
@@ -106,7 +116,7 @@ def scan(log: str) -> list[Splat]:
             title = text[hit.start():]
             after = [ln for ln in lines[i + 1:i + 1 + CONTEXT] if not MARKER.search(ln)]
             out.append(Splat(kind, title, identity(kind, title, _detail(kind, after)), test,
-                             during, (title, *after)))
+                             during, (*_before(lines, i), title, *after)))
             break
     return out
 
