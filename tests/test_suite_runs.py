@@ -4,10 +4,12 @@
   v2's (the kernels test_qemu.py builds, see conftest_harness; the suite's
   binaries are built from v2's tip, ~15 s): no regression, the known TCG
   failures fail on both and say why.
-- A deliberately broken copy of v2 (built in the same vm build directory: an
-  incremental rebuild of svm.o and nested.o and the link): its init_vmcb() no
-  longer intercepts #UD, which only fix_hypercall_test notices; and its nested
-  VMRUN path warns. The suite names the regression, the smoke set alone shows
+- A deliberately broken copy of the series (built in the same vm build
+  directory: an incremental rebuild of x86.o and nested.o and the link): the
+  guest may read MSR_PLATFORM_INFO even where userspace disabled it, which only
+  platform_info_test notices; and its nested VMRUN path warns. (Dropping
+  init_vmcb()'s #UD intercept was tried first: it breaks the nested smoke
+  tests too, an unhandled #UD in L1.) The suite names the regression, the smoke set alone shows
   none, and the warning is caught as a new splat, attributed to the test that
   was running, which itself passed. The base kernel's guests are those of the
   whole-suite run (the same binaries and shards), not run again.
@@ -53,14 +55,14 @@ AMD = Host("qemu-amd", "amd", "qemu", frozenset({"svm", "nested"}),
 TCG = qemu.Accel("tcg", "test")
 CONFIG = suite.load_config(KSELFTEST / "hosts.toml", SMOKE)
 BROKEN = "broken-suite"  # the broken copy's name: its build record is its own
-UD_DROPPED = '''
+PLATFORM_INFO_OPEN = '''
 [[edit]]
-file = "arch/x86/kvm/svm/svm.c"
-fact = "the #UD intercept of init_vmcb() (dropped on purpose: a test of kseries)"
-within = '^static void init_vmcb\\('
+file = "arch/x86/kvm/x86.c"
+fact = "the read of MSR_PLATFORM_INFO without KVM_CAP_MSR_PLATFORM_INFO (opened on purpose)"
+within = '^int kvm_get_msr_common\\('
 op = "replace"
-anchor = '^[ \\t]*set_exception_intercept\\(svm, UD_VECTOR\\);\\n'
-text = ""
+anchor = '!vcpu->kvm->arch\\.guest_can_read_msr_platform_info\\)'
+text = "false)"
 '''
 # Per series, a line of its nested VMRUN code and what the broken copy puts there.
 WARNING = '\tWARN_ONCE(1, "kseries: a deliberate warning on nested VMRUN");\n'
@@ -159,16 +161,16 @@ def test_the_whole_suite_on_both_kernels_of_a_series(whole: suiterun.SuiteReport
 @pytest.fixture(scope="module")
 def broken_kernel(base_612: bases.Base, vm: Kernels,
                   tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The series with init_vmcb() not intercepting #UD and a WARN on nested VMRUN, built
-    in the vm build directory (incremental from the series' tip: svm.o, nested.o, the
-    link)."""
+    """The series with MSR_PLATFORM_INFO readable whatever userspace says and a WARN on
+    nested VMRUN, built in the vm build directory (incremental from the series' tip:
+    x86.o, nested.o, the link)."""
     t = tmp_path_factory.mktemp("broken") / "templates"
     shutil.copytree(TEMPLATES, t)
     (t.parent / "kselftest").symlink_to(KSELFTEST)  # the profiles' fragments live there
     shutil.copytree(t / "series" / vm.series, t / "series" / BROKEN)
     changes = t / "series" / BROKEN / "changes"
     with (changes / "svm-buslock.toml.j2").open("a") as fh:
-        fh.write(UD_DROPPED)
+        fh.write(PLATFORM_INFO_OPEN)
     nested = changes / "svm-nested.toml.j2"
     line = NESTED_LINE[vm.series]
     assert line in nested.read_text()
@@ -193,18 +195,21 @@ def test_a_broken_series_regresses_where_the_smoke_set_sees_nothing(
     hs = report.hosts[0]
     assert not hs.infra, hs.infra
     regressed = {c.test: c for c in hs.regressions}
-    assert "fix_hypercall_test" in regressed, [(c.test, c.why) for c in hs.comparisons
-                                               if c.verdict is not Verdict.SAME]
-    assert regressed["fix_hypercall_test"].why.startswith("fails on the series")
+    assert list(regressed) == ["platform_info_test"], [
+        (c.test, c.why) for c in hs.comparisons if c.verdict is not Verdict.SAME]
+    assert regressed["platform_info_test"].why.startswith("fails on the series")
     # The smoke set alone would have missed it.
     assert not [t for t in SMOKE if t in regressed]
-    # The warning of the nested VMRUN path: a new splat, on a test that itself passed.
-    (warn,) = [s for s in hs.splats.new if "kseries: a deliberate warning" in "\n".join(s.lines)
-               or "nested.c" in s.identity]
-    assert warn.kind == "WARNING" and warn.during
-    c = next(c for c in hs.comparisons if c.test == warn.test)
-    assert c.verdict is Verdict.SAME and all(r.status.value == "PASS" for r in c.series)
-    assert warn.identity in c.splats
+    # The warning of the nested VMRUN path: a new splat (once per guest: WARN_ONCE), put
+    # on the test running in each, among them a test that itself passed.
+    (warn,) = hs.splats.new
+    assert warn.kind == "WARNING" and "svm/nested.c" in warn.identity
+    assert any("kseries: a deliberate warning" in line for line in warn.lines)
+    on = [c for c in hs.comparisons if warn.identity in c.splats]
+    assert on and all(s.during for s in suiterun.splats_of(hs, suiterun.SERIES, {})
+                      if s.identity == warn.identity)
+    assert any(c.verdict is Verdict.SAME and all(r.status.value == "PASS" for r in c.series)
+               for c in on), [(c.test, c.verdict) for c in on]
     assert report.exit_code == 2
 
 
