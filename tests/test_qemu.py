@@ -236,8 +236,10 @@ def test_kseries_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_kseries_run_lava(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("yaml", reason="PyYAML is needed for --lava: pip install pyyaml")
-    kernel = tmp_path / "bzImage"
-    kernel.write_bytes(b"k")
+    kernel = tmp_path / "bzImage"  # a boot setup header is all --lava reads of it
+    header = bytearray(0x400)
+    header[0x1FE:0x200], header[0x202:0x206], header[0x211] = b"\x55\xaa", b"HdrS", 1
+    kernel.write_bytes(bytes(header))
     t = static_program(tmp_path, "smm_test", FAIL_PROGRAM)
     code = run_cli(["run", "--lava", "--kernel", str(kernel), "--test", f"smm_test={t}",
                     "-o", str(tmp_path / "res"), "--lava-url", "https://lab.example.org/k"])

@@ -28,7 +28,7 @@ from kseries.render import manifest as manifests
 from kseries.render.series import NOT_RUN, PatchSummary, RenderedSeries
 from kseries.run import identity
 from kseries.submit import testing
-from testing_fixtures import LAB_AMD, lab_results
+from testing_fixtures import LAB_AMD, lab_results, suite_results
 
 git_config, private_cache = fx.git_config, fx.private_cache
 base_612, series_612, merged_612 = fx.base_612, fx.series_612, fx.merged_612
@@ -177,7 +177,7 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     # The state, without the lab's results: the check is there, both PASSes are not.
     assert main([*argv, "--dry-run"]) == 2
     out = capsys.readouterr().out
-    assert "gate of" in out and "3 of 4 rule(s) not met" in out
+    assert "gate of" in out and "4 of 5 rule(s) not met" in out
     assert "  met      1. kseries check of the tip passed: the last check passed" in out
     assert ("  MISSING  2. kvm_buslock_test on an AMD host with the Bus Lock Threshold: no "
             "such host in the results") in out
@@ -186,18 +186,22 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     assert main([*argv, "-o", str(box)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     gate_lines = [ln for ln in err if ln.startswith("kseries: gate: ")]
-    assert len(gate_lines) == 3, err
+    assert len(gate_lines) == 4, err
     assert "AMD host with the Bus Lock Threshold (rule 2 of " in gate_lines[0]
     assert "Intel host with bus lock detection (rule 3 of " in gate_lines[1]
     assert "emulated AMD host with the Bus Lock Threshold (kseries' CPU model) (rule 4 of " \
         in gate_lines[2]
+    assert "svm KVM selftest suite on a tcg-amd host (rule 5 of " in gate_lines[3]
     assert all("--results DIR" in ln and "--force" in ln for ln in gate_lines)
     assert not box.exists()
-    # With the lab's results (FIXTURE: the hosts cannot exist here) the gate is met.
+    # With the lab's results (FIXTURE: the hosts cannot exist here) and a suite run
+    # (FIXTURE: the guests' output) the gate is met.
     lab = lab_results(tmp_path / "lab", series_612.base, series_612.tip)
+    svm = suite_results(tmp_path / "suite", series_612.base, series_612.tip)
+    argv += ["--results", str(svm)]
     assert main([*argv, "--results", str(lab), "-o", str(box)]) == 0
     captured = capsys.readouterr()
-    assert "all 4 rule(s) met" in captured.out
+    assert "all 5 rule(s) met" in captured.out
     cover = next(box.glob("*0000-cover-letter.patch")).read_text()
     block = block_of(cover)
     assert NOT_RUN not in cover and block in captured.out
@@ -282,7 +286,8 @@ def test_gate_rules_are_data(tmp_path: Path) -> None:
             manifests.HostRule("intel", "bus_lock_detect", "PASS"))
     emulated = manifests.HostRule("amd", "bus_lock_threshold", "PASS", evidence="emulated")
     merged = manifests.load(fx.TEMPLATES / "series" / "merged").gate
-    assert merged == (manifests.CheckRule("all"), *both, emulated)  # the shipped merged series
+    assert merged == (manifests.CheckRule("all"), *both, emulated,  # the shipped merged series
+                      manifests.SuiteRule("svm", "tcg-amd"))
     shutil.copytree(fx.TEMPLATES / "series", tmp_path / "series")  # with common/
     t = tmp_path / "series" / "v2"
     assert manifests.load(t).gate == (manifests.CheckRule("all"), emulated)

@@ -6,7 +6,9 @@ a permission, a file that is not what it should be, a git failure inside
 GitPython, a bug): it still becomes one line, naming the command, what was
 being done, the path or git command and the system's message, with exit 1;
 ``-v`` also prints the traceback for a bug report. Ctrl-C (SIGINT) and SIGTERM
-stop every command kseries started, then give one line and exit 130.
+stop every command kseries started, then give one line and exit 130. When the
+reader of kseries' output goes away (``kseries render ... | head -1``), kseries
+stops quietly with 141, as a command killed by SIGPIPE does (``git log | head``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import select
 import signal
 import sys
 import threading
@@ -33,6 +36,7 @@ from kseries.cli.ui import stop_drawing
 from kseries.errors import KseriesError
 
 INTERRUPTED = 130
+PIPE_CLOSED = 128 + signal.SIGPIPE  # what the shell reports for `git log | head`
 
 # What the innermost function that raised was doing, by its name.
 _DOING = {
@@ -70,15 +74,46 @@ def run_command(args: argparse.Namespace) -> int:
     except KseriesError as exc:
         print(f"kseries: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno == errno.EPIPE and stdout_gone():
+            _silence_stdout()
+            return PIPE_CLOSED
+        return _unforeseen(args, exc)
     except KeyboardInterrupt:
         print(f"kseries: interrupted: {args.command} stopped with every command it started; "
               "run it again to finish", file=sys.stderr)
         return INTERRUPTED
     except Exception as exc:
-        if getattr(args, "verbose", False):
-            traceback.print_exc(file=sys.stderr)
-        print(f"kseries: error: {args.command}: {describe(exc)}", file=sys.stderr)
-        return 1
+        return _unforeseen(args, exc)
+
+
+def _unforeseen(args: argparse.Namespace, exc: Exception) -> int:
+    if getattr(args, "verbose", False):
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"kseries: error: {args.command}: {describe(exc)}", file=sys.stderr)
+    return 1
+
+
+def stdout_gone() -> bool:
+    """Whether nothing reads kseries' standard output any more (a pipe closed by its
+    reader), as opposed to a pipe to a command kseries runs that broke."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's last flush at exit finds no pipe to
+    complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 @contextmanager

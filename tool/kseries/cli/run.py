@@ -18,6 +18,8 @@ from kseries.base import bases
 from kseries.build import artifacts
 from kseries.cli.paths import KSELFTEST, TEMPLATES, series_dir
 from kseries.cli.render import add_series_arg
+from kseries.cli.suite import add_args as add_suite_args
+from kseries.cli.suite import cmd_suite
 from kseries.cli.ui import done, drawn, interactive
 from kseries.errors import KseriesError
 from kseries.render.manifest import load as load_manifest
@@ -65,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="instead of running, judge what LAVA jobs recorded: the dispatcher's "
                    "output directory (job log, result.yaml, the job), a server's export, "
                    "or a directory of such directories")
+    add_suite_args(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -222,6 +225,12 @@ def identify(args: argparse.Namespace, kernel: Path | None, *,
 def cmd_run(args: argparse.Namespace) -> int:
     inv = inventory.load(args.hosts)
     hosts = inv.select(args.host)
+    if args.suite is None and (args.repeat != 1 or args.shards is not None):
+        raise KseriesError("--repeat and --shards go with --suite",
+                           hint="e.g. kseries run --suite all --repeat 3")
+    if args.suite is not None:
+        return cmd_suite(args, inv, hosts, HostBoard([h.name for h in hosts]),
+                         lambda kernel, patched: identify(args, kernel, patched=patched))
     if args.lava_results:
         return _read_lava(args, inv)
     if args.kernel is None and args.selftests is None and not args.test:
@@ -282,6 +291,7 @@ def _write_lava(args: argparse.Namespace, inv: inventory.Inventory,
                 hosts: tuple[inventory.Host, ...], tests: dict[str, Path], out: Path) -> int:
     if args.kernel is None:
         raise KseriesError("--lava needs the kernel the jobs boot", hint="pass --kernel BZIMAGE")
+    qemu.check_bzimage(args.kernel, "--kernel")  # the lab would find out only at boot
     guest = initramfs.GuestFiles.from_dir(KSELFTEST)
     d = out / "lava"
     rd = initramfs.build(d / "initramfs.cpio", tests, guest=guest,

@@ -9,8 +9,10 @@ Its ``[[gate]]`` entries are the testing rules ``kseries submit`` holds the
 series to (maintainer-kvm-x86.rst, "Testing"): a ``CheckRule`` names a
 ``kseries check`` check that must have passed on the tip being sent; a
 ``HostRule`` names a kind of host (vendor, a capability it declares) that must
-have run a test on the series' kernel with a given result. Without ``[[gate]]``
-the rule is the whole check (``check = "all"``).
+have run a test on the series' kernel with a given result; a ``SuiteRule``
+names a KVM selftest suite that must have run on the series' kernel and the
+base's on a kind of host (or a host by name) with no regression. Without
+``[[gate]]`` the rule is the whole check (``check = "all"``).
 """
 
 from __future__ import annotations
@@ -98,7 +100,15 @@ class HostRule:
     evidence: str = "hardware"  # or "emulated": kseries' CPU model of the feature
 
 
-GateRule = CheckRule | HostRule
+@dataclass(frozen=True)
+class SuiteRule:
+    """``kseries run --suite`` ran ``suite`` on a host of kind (or name) ``on``: no regression."""
+
+    suite: str  # "all", or a suite of the host inventory
+    on: str  # a host kind ("tcg-amd": qemu under TCG, AMD) or a host's name
+
+
+GateRule = CheckRule | HostRule | SuiteRule
 EVIDENCE = ("hardware", "emulated")  # what kind of host a HostRule asks for
 DEFAULT_GATE: tuple[GateRule, ...] = (CheckRule(ALL_CHECKS),)
 
@@ -253,6 +263,13 @@ def _gate(entries: object, path: Path) -> tuple[GateRule, ...]:
                 raise KseriesError(f"{where}: a check rule has only check = NAME",
                                    hint=f'e.g. check = "{ALL_CHECKS}" or check = "build"')
             rules.append(CheckRule(e["check"]))
+            continue
+        if "suite" in e:
+            if set(e) != {"suite", "on"} or not all(
+                    isinstance(e[k], str) and e[k] for k in ("suite", "on")):
+                raise KseriesError(f"{where}: a suite rule has suite = NAME and on = HOST KIND",
+                                   hint='e.g. suite = "all", on = "tcg-amd"')
+            rules.append(SuiteRule(e["suite"], e["on"]))
             continue
         unknown = sorted(set(e) - {"vendor", "needs", "result", "test", "evidence"})
         if unknown:

@@ -69,9 +69,24 @@ def is_static_elf(path: Path) -> bool:
     return True
 
 
-def settings_text(tests: list[str], test_timeout: int) -> str:
-    """/kseries/settings, sourced by the init script."""
-    return f"TESTS={shlex.quote(' '.join(tests))}\nTEST_TIMEOUT={int(test_timeout)}\n"
+def settings_text(tests: list[str], test_timeout: int, *,
+                  timeouts: Mapping[str, int] | None = None,
+                  env: Mapping[str, str] | None = None) -> str:
+    """/kseries/settings, sourced by the init script.
+
+    ``timeouts`` gives some tests a limit of their own (run-tests reads
+    ``TIMEOUT_<test>``); ``env`` is exported to every test (e.g. the round of a
+    repeated run).
+    """
+    lines = [f"TESTS={shlex.quote(' '.join(tests))}", f"TEST_TIMEOUT={int(test_timeout)}"]
+    for name, seconds in (timeouts or {}).items():
+        if name in tests and name.isidentifier():
+            lines.append(f"export TIMEOUT_{name}={int(seconds)}")
+    for key, value in (env or {}).items():
+        if not key.isidentifier():
+            raise KseriesError(f"bad guest environment name {key!r}")
+        lines.append(f"export {key}={shlex.quote(value)}")
+    return "\n".join(lines) + "\n"
 
 
 def build(
@@ -82,12 +97,15 @@ def build(
     busybox: Path | None = None,
     test_timeout: int = 120,
     init: Path | None = None,
+    timeouts: Mapping[str, int] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the initramfs to ``out`` and return it.
 
     ``tests`` maps a test name to its static binary; the guest runs them in this
     order. ``init`` replaces the init script (tests use it to make a guest that
-    panics or hangs).
+    panics or hangs). ``timeouts`` and ``env`` go into the settings
+    (``settings_text``).
     """
     bb = find_busybox(busybox)
     for name, path in tests.items():
@@ -112,7 +130,8 @@ def build(
         w.file("init", (init or guest.init).read_bytes(), 0o755)
         w.file(f"{GUEST_DIR}/run-tests", guest.run_tests.read_bytes(), 0o755)
         w.file(f"{GUEST_DIR}/lava-tests", guest.lava_tests.read_bytes(), 0o755)
-        settings = settings_text(list(tests), test_timeout).encode()
+        settings = settings_text(list(tests), test_timeout, timeouts=timeouts,
+                                 env=env).encode()
         w.file(f"{GUEST_DIR}/settings", settings, 0o644)
         for name, path in tests.items():
             w.file(f"{GUEST_DIR}/bin/{name}", path.read_bytes(), 0o755)

@@ -2,7 +2,9 @@
 
 ``kseries submit --results DIR`` reads the results of runs made here or in a
 lab: what was run (``SeriesId``), and for each host its CPU as seen, how it
-ran, and each check and test with its KTAP lines.
+ran, and each check and test with its KTAP lines. A suite run (``kseries run
+--suite``) adds its comparison of the two kernels (suite.json beside the
+summary): ``SuiteRecord``.
 """
 
 from __future__ import annotations
@@ -59,12 +61,43 @@ class HostRecord:
 
 
 @dataclass(frozen=True)
+class SuiteHostRecord:
+    name: str
+    kinds: tuple[str, ...]  # e.g. ("tcg-amd", "qemu-amd"): its kind, then its name
+    counts: dict[str, int]  # verdict -> tests, e.g. {"same": 80, "regression": 1, ...}
+    regressions: tuple[str, ...]  # the tests
+    splat_regressions: tuple[str, ...]  # "identity (where)"
+    infra: tuple[str, ...]  # the runs that failed as infrastructure
+    known: tuple[tuple[str, str], ...]  # (test, reason) of the known failures it showed
+
+    @property
+    def clean(self) -> bool:
+        return not (self.regressions or self.splat_regressions or self.infra)
+
+
+@dataclass(frozen=True)
+class SuiteRecord:
+    name: str  # "all", "svm", or what --suite was given
+    tests: int
+    rounds: int
+    hosts: tuple[SuiteHostRecord, ...]
+
+    def covers(self, suite: str) -> bool:
+        """Whether this run ran ``suite``: the same one, or every test (all)."""
+        return self.name in (suite, "all")
+
+    def host(self, name: str) -> SuiteHostRecord | None:
+        return next((h for h in self.hosts if h.name == name), None)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     path: Path  # the summary.json read
     series: SeriesId
     patched: bool
     baseline: str
     hosts: tuple[HostRecord, ...]
+    suite: SuiteRecord | None = None  # a suite run's comparison (suite.json)
 
 
 def load(path: Path) -> RunRecord:
@@ -83,10 +116,35 @@ def load(path: Path) -> RunRecord:
     try:
         return RunRecord(summary, SeriesId.from_json(data.get("series") or {}),
                          bool(data.get("patched")), str(data.get("baseline", "")),
-                         tuple(_host(h) for h in data.get("hosts", [])))
+                         tuple(_host(h) for h in data.get("hosts", [])),
+                         _suite(summary.with_name(SUITE_FILE)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise KseriesError(f"{summary}: a host or test entry is malformed ({exc!r})",
                            hint="write it with kseries run") from exc
+
+
+SUITE_FILE = "suite.json"
+
+
+def _suite(path: Path) -> SuiteRecord | None:
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise KseriesError(f"{path}: cannot read the suite's results ({exc})") from exc
+    hosts = tuple(SuiteHostRecord(
+        str(h["host"]), tuple(str(k) for k in h.get("kinds", [])),
+        {str(k): int(v) for k, v in h.get("counts", {}).items()},
+        tuple(str(t) for t in h.get("regressions", [])),
+        tuple(str(t) for t in h.get("splat_regressions", [])),
+        tuple(str(t) for t in h.get("infra", [])),
+        tuple((str(t["test"]), str(t["known_failure"]["reason"])) for t in h.get("tests", [])
+              if t.get("known_failure") and t.get("series")
+              and t["series"][0].get("status") in ("FAIL", "ERROR")))
+        for h in d.get("hosts", []))
+    return SuiteRecord(str(d.get("suite", "")), len(d.get("tests", [])),
+                       int(d.get("rounds", 1)), hosts)
 
 
 def _host(h: dict[str, Any]) -> HostRecord:

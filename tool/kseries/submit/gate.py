@@ -16,7 +16,7 @@ from pathlib import Path
 from kseries.check import verdict
 from kseries.check.report import PASS, WARN
 from kseries.errors import KseriesError
-from kseries.render.manifest import ALL_CHECKS, CheckRule, GateRule, HostRule
+from kseries.render.manifest import ALL_CHECKS, CheckRule, GateRule, HostRule, SuiteRule
 from kseries.run.inventory import CAPABILITIES
 from kseries.submit.evidence import Evidence
 
@@ -57,6 +57,8 @@ def validate(rules: Sequence[GateRule], manifest: Path | None) -> None:
 
 
 def asks(rule: GateRule) -> str:
+    if isinstance(rule, SuiteRule):
+        return f"no regression in the {rule.suite} KVM selftest suite on a {rule.on} host"
     if isinstance(rule, CheckRule):
         if rule.check == ALL_CHECKS:
             return "kseries check of the tip passed"
@@ -75,6 +77,8 @@ def evaluate(rules: Sequence[GateRule], evidence: Evidence) -> tuple[State, ...]
     for n, rule in enumerate(rules, start=1):
         if isinstance(rule, CheckRule):
             met, found = _check(rule, evidence)
+        elif isinstance(rule, SuiteRule):
+            met, found = _suite(rule, evidence)
         else:
             met, found = _hosts(rule, evidence)
         out.append(State(rule, n, met, asks(rule), found))
@@ -128,4 +132,28 @@ def _hosts(rule: HostRule, evidence: Evidence) -> tuple[bool, str]:
             bad.append(f"{h.name}: {t.actual}" + (f" ({t.reason})" if t.reason else ""))
     if good:
         return True, "; ".join(good)
+    return False, "; ".join(bad)
+
+
+def _suite(rule: SuiteRule, evidence: Evidence) -> tuple[bool, str]:
+    """The suite runs of the tip on a host of that kind (or name), against the base."""
+    good, bad = [], []
+    for run in evidence.runs:
+        if run.suite is None or not run.suite.covers(rule.suite):
+            continue
+        for h in run.suite.hosts:
+            if rule.on not in h.kinds:
+                continue
+            counts = ", ".join(f"{k} {v}" for k, v in h.counts.items() if v)
+            if h.clean:
+                good.append(f"{h.name}: {run.suite.tests} tests, {counts}")
+            elif h.infra:
+                bad.append(f"{h.name} did not finish ({h.infra[0]})")
+            else:
+                bad.append(f"{h.name}: regression in "
+                           + ", ".join([*h.regressions, *h.splat_regressions]))
+    if good and not bad:
+        return True, "; ".join(good)
+    if not good and not bad:
+        return False, f"no run of the {rule.suite} suite on such a host in the results"
     return False, "; ".join(bad)

@@ -9,6 +9,7 @@ records give the same text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from kseries.errors import KseriesError
 from kseries.render.manifest import ALL_CHECKS, CheckRule
 from kseries.render.series import NOT_RUN, PatchSummary
 from kseries.run.outcome import MODEL_CHECK
-from kseries.run.records import HostRecord, TestRecord
+from kseries.run.records import HostRecord, RunRecord, TestRecord
 from kseries.submit.evidence import Evidence
 from kseries.submit.gate import State
 
@@ -79,8 +80,8 @@ def block(i: Inputs) -> str:
     if not hosts:
         out += item("none: no `kseries run` results of this tip were given "
                     "(kseries submit --results DIR)")
-    for _, h in hosts:
-        out += host_lines(h)
+    for run, h in hosts:
+        out += host_lines(h) if run.suite is None else suite_host_lines(run, h)
     out += ["", "Not tested:"]
     for text in not_tested(i):
         out += item(text)
@@ -194,6 +195,28 @@ def design_line(t: TestRecord) -> str:
     if t.ok:
         return lead
     return f"{lead}, expected {'/'.join(t.expected)}: {t.reason}"
+
+
+def suite_host_lines(run: RunRecord, h: HostRecord) -> list[str]:
+    """A host of a suite run: the suite's counts against the base, its regressions by
+    name, and the known failures it showed with why."""
+    assert run.suite is not None
+    head = host_lines(dataclasses.replace(h, tests=tuple(t for t in h.tests
+                                                         if t.kind == "check")))
+    s = run.suite.host(h.name)
+    if s is None or h.infra_error:
+        return head
+    rounds = f", {run.suite.rounds} rounds on each kernel" if run.suite.rounds > 1 else ""
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
+    out = head + item(f"KVM selftests ({run.suite.name}: {run.suite.tests} tests{rounds}), "
+                      f"each against the same run on the unpatched base: {counts}", 2)
+    for test in s.regressions:
+        out += item(f"regression: {test}", 4)
+    for splat in s.splat_regressions:
+        out += item(f"new kernel splat: {splat}", 4)
+    for test, reason in s.known:
+        out += item(f"{test} fails on both kernels, as expected on {s.kinds[0]}: {reason}", 4)
+    return out
 
 
 def _status(t: TestRecord) -> str:

@@ -1,0 +1,109 @@
+"""Every x86 KVM selftest the base builds, as static binaries for a suite run.
+
+`kseries build` builds the smoke tests and the series' own test. A suite needs
+them all: they are built here from the series' tip (in the worktree and build
+directory of the series' own vm build, under its lock, against the headers
+that build installs), copied out beside its record, and reused while the tip
+is the same. The same binaries run on both kernels, so that the kernel is the
+only difference between the two runs. Building all of them (static) takes
+about 15 s on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from kseries import proc
+from kseries.base.bases import Base
+from kseries.base.cache import cache_root, write_atomic
+from kseries.build import artifacts, kbuild, profiles
+from kseries.errors import KseriesError
+from kseries.render import series as rendering
+from kseries.render.probe import SELFTESTS, probe
+from kseries.run.suite import tests_in_makefile
+
+PROFILE = "vm"
+
+
+def built_by_base(base: Base) -> list[str]:
+    """The x86 KVM selftests the base's makefile lists, in its order."""
+    reader = rendering.base_reader(base)
+    facts = probe(reader).selftest
+    text = reader.read(facts.makefile) or ""
+    names = tests_in_makefile(text, facts.var)
+    if not names:
+        raise KseriesError(f"{facts.makefile}: no tests in {facts.var}",
+                           hint="this base lists its KVM selftests differently")
+    return names
+
+
+def record_path(base: Base, series: str) -> Path:
+    return cache_root() / "build" / base.key / f"{PROFILE}.{series}.suite.json"
+
+
+def binaries(base: Base, templates: Path, series: str, names: Sequence[str]) -> dict[str, Path]:
+    """``names`` built static from the tip of ``series``' vm build: name -> binary."""
+    built = artifacts.load(base, PROFILE, series, patched=True)
+    record = record_path(base, series)
+    have = _cached(record, built.commit)
+    if all(n in have for n in names):
+        return {n: have[n] for n in names}
+    profile = profiles.load_profile(templates, PROFILE)
+    test_dir = probe(rendering.base_reader(base)).selftest.dir
+    with kbuild.locked(base, profile):
+        b = kbuild.open_build(base, profile, built.commit)
+        kbuild.move(b, built.commit)
+        made = _make(b, test_dir, names)
+        dest = record.with_name(record.name.removesuffix(".json") + ".kept")
+        dest.mkdir(parents=True, exist_ok=True)
+        kept = dict(have)
+        for name, path in made.items():
+            tmp = dest / f".{name}.tmp"
+            shutil.copyfile(path, tmp)
+            shutil.copymode(path, tmp)
+            os.replace(tmp, dest / name)
+            kept[name] = dest / name
+        write_atomic(record, json.dumps({"commit": built.commit, "selftests": {
+            k: str(v) for k, v in kept.items()}}, indent=2) + "\n")
+    missing = [n for n in names if n not in kept]
+    if missing:
+        raise KseriesError(f"selftests {', '.join(missing)} did not build at "
+                           f"{built.commit[:12]}", hint=f"see {b.logs / 'suite-selftests.log'}")
+    return {n: kept[n] for n in names}
+
+
+def _cached(record: Path, commit: str) -> dict[str, Path]:
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("commit") != commit:
+        return {}
+    found = {k: Path(v) for k, v in data.get("selftests", {}).items()}
+    return {k: v for k, v in found.items() if v.is_file()}
+
+
+def _make(b: kbuild.Build, test_dir: str, names: Sequence[str]) -> dict[str, Path]:
+    """Build ``names`` with make -k: what built, even if some did not (the caller says)."""
+    headers = kbuild.headers_install(b)
+    output = b.out / "kseries-suite"
+    kvm = b.src / SELFTESTS
+    targets = {}
+    for n in names:  # arch tests live in x86_64/ (or x86/), generic ones at the top
+        sub = next((d for d in (test_dir, ".") if (kvm / d / f"{n}.c").is_file()), None)
+        if sub is not None:
+            targets[n] = output / n if sub == "." else output / sub / n
+    for t in targets.values():  # what does not build this time must not be found from before
+        t.unlink(missing_ok=True)
+    log = b.logs / "suite-selftests.log"
+    log.unlink(missing_ok=True)
+    proc.run(["make", "-k", "-C", str(kvm), f"OUTPUT={output}",
+              f"KHDR_INCLUDES=-isystem {headers}/include", "EXTRA_CFLAGS=-static",
+              f"-j{b.jobs}", *map(str, targets.values())],
+             env={"LC_ALL": "C"}, log_to=log, what="the KVM selftest suite", timeout=3600,
+             check=False)
+    return {n: t for n, t in targets.items() if t.is_file()}

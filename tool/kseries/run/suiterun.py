@@ -1,0 +1,337 @@
+"""The suite on the unpatched base's kernel and on the series', in parallel, then compared.
+
+Per host, the tests are split into shards, one QEMU guest each; every shard
+of every round on both kernels is a job of one pool as wide as the cores
+allow (``harness.default_jobs``), so the two kernels' runs overlap. Each
+guest runs run-tests (a timeout per test, the test markers in the kernel log)
+and the shards' outputs are put back together into one run per host, kernel
+and round, which the harness judges as it judges any run (the kernel checks,
+KTAP, each test's output and time). Then suite.py compares each test and
+splats.py each kernel message.
+
+Only qemu hosts are split; an ssh or local host runs the whole suite at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kseries.errors import KseriesError
+from kseries.progress import Reporter
+from kseries.run import harness, initramfs, ktap, local, qemu, splats, ssh
+from kseries.run.inventory import Host, Kind, TestPlan
+from kseries.run.outcome import DONE, GuestRun, HostReport, parse_output, section
+from kseries.run.suite import Comparison, Result, SuiteConfig, compare
+
+BASE, SERIES = "base", "series"
+ROUND_ENV = "KSERIES_ROUND"  # the round (1..N) of a repeated run, in every test's environment
+# MiB a suite's guest needs besides its initramfs (unpacked in RAM): the memory tests
+# (dirty_log_test, demand_paging_test, kvm_page_table_test, ...) map 1 GiB for their guest,
+# and with 512 MiB fail on mmap (ENOMEM) on any kernel. QEMU takes the RAM as it is used.
+GUEST_MEMORY_FLOOR = 2048
+
+
+@dataclass(frozen=True)
+class Kernels:
+    base: Path  # the unpatched base's bzImage
+    series: Path  # the series' bzImage
+
+
+@dataclass
+class HostSuite:
+    """One host's suite: every round on each kernel, and the comparison."""
+
+    host: Host
+    kinds: tuple[str, ...]  # what known failures and the allowlist are keyed by
+    reports: dict[str, list[HostReport]]  # BASE / SERIES -> one report per round
+    # BASE / SERIES -> per round, each shard's tests and kernel log
+    shard_logs: dict[str, list[list[tuple[list[str], str]]]]
+    comparisons: list[Comparison] = field(default_factory=list)
+    splats: splats.SplatComparison = field(default_factory=splats.SplatComparison)
+
+    @property
+    def infra(self) -> list[str]:
+        return [f"{k} kernel, round {n}: {r.infra_error}" for k, rs in self.reports.items()
+                for n, r in enumerate(rs, start=1) if r.infra_error]
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.fails_run]
+
+
+@dataclass
+class SuiteReport:
+    name: str  # the suite's name, e.g. "all"
+    tests: list[str]
+    rounds: int
+    hosts: list[HostSuite]
+    out_dir: Path
+    accel: str
+    seconds: float  # wall time of both kernels' runs
+    jobs: int
+    notes: list[str] = field(default_factory=list)
+    groups: list[list[str]] = field(default_factory=list)  # the shards' tests
+    # (host, kernel, round) -> each shard's guest run, as it came back
+    raw: dict[tuple[str, str, int], list[GuestRun]] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """3 a host failed to run the suite, 2 a regression (a test or a splat), else 0."""
+        if any(h.infra for h in self.hosts):
+            return 3
+        if any(h.regressions or h.splats.regressions for h in self.hosts):
+            return 2
+        return 0
+
+
+def host_kinds(host: Host, accel: str) -> tuple[str, ...]:
+    """A host's kind, e.g. "tcg-amd" (qemu under TCG) or "ssh-amd", then its name."""
+    how = accel if host.transport == "qemu" and accel else host.transport
+    return f"{how}-{host.vendor}", host.name
+
+
+def suite_jobs(hosts: Sequence[Host]) -> int:
+    """Guests at once: as many as the cores, each TCG guest keeping one core per vCPU busy
+    (not bounded by the hosts: one host's suite is split into shards)."""
+    widest = max((h.qemu.smp for h in hosts if h.qemu), default=1)
+    return max(1, (os.cpu_count() or 1) // widest)
+
+
+def shards_of(tests: Sequence[str], count: int) -> list[list[str]]:
+    """``tests`` dealt round-robin into at most ``count`` non-empty shards."""
+    count = max(1, min(count, len(tests)))
+    return [list(tests[i::count]) for i in range(count)]
+
+
+def run_suite(
+    hosts: Sequence[Host],
+    plan: TestPlan,
+    config: SuiteConfig,
+    name: str,
+    *,
+    kernels: Kernels,
+    tests: Mapping[str, Path],
+    out_dir: Path,
+    kselftest: Path,
+    reporter: Reporter,
+    rounds: int = 1,
+    jobs: int | None = None,
+    shards: int | None = None,
+    accel: str | qemu.Accel | None = None,
+    patched: bool = True,
+    base_from: SuiteReport | None = None,
+) -> SuiteReport:
+    """Run ``tests`` (name -> binary, in this order) ``rounds`` times on both kernels of
+    every host, and compare each test and each kernel message, host by host.
+
+    ``patched``: the series' kernel carries the /proc/cpuinfo virt line (as
+    ``harness.run_hosts`` takes it); ``shards`` per kernel and round (default: ``jobs``);
+    ``base_from``: an earlier report whose base kernel's guests are taken instead of
+    running them again (the same tests, hosts, rounds and shards; another series).
+    """
+    if rounds < 1:
+        raise KseriesError(f"--repeat {rounds}: a suite runs at least once",
+                           hint="--repeat 1 or more")
+    names = list(tests)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    guest = initramfs.GuestFiles.from_dir(kselftest)
+    width = jobs or suite_jobs(hosts)
+    per_kernel = shards or width
+    chosen: qemu.Accel | None = accel if isinstance(accel, qemu.Accel) else None
+    qemu_hosts = [h for h in hosts if h.transport == "qemu"]
+    if qemu_hosts and chosen is None:
+        chosen = harness.decide_accel(qemu_hosts, kernels.series, kselftest,
+                                      out_dir / "accel-probe", reporter,
+                                      accel if isinstance(accel, str) else None)
+    reporter.start("suite", f"{name}: {len(names)} test(s), {rounds} round(s), "
+                   f"{len(hosts)} host(s), both kernels, {width} at once")
+    groups = shards_of(names, per_kernel)
+    rds: dict[tuple[int, int], Path] = {}
+    for r in range(1, rounds + 1):
+        for s, group in enumerate(groups, start=1):
+            rds[r, s] = initramfs.build(
+                out_dir / "initramfs" / f"round{r}-shard{s}.cpio", {t: tests[t] for t in group},
+                guest=guest, test_timeout=plan.test_timeout, timeouts=config.timeouts,
+                env={ROUND_ENV: str(r)})
+    reused = _reusable(base_from, hosts, names, rounds, groups)
+    by_name = {h.name: h for h in hosts}  # a Host is not hashable (its lava table)
+    jobs_list = [(h.name, k, r, s) for h in hosts for r in range(1, rounds + 1)
+                 for k in (BASE, SERIES) for s in range(1, len(groups) + 1)
+                 if (h.transport == "qemu" or s == 1) and (k, h.name) not in reused]
+    t0 = time.monotonic()
+    lock = threading.Lock()  # the reporter is called from the pool's threads
+
+    def one(job: tuple[str, str, int, int]) -> GuestRun:
+        name, kernel, r, s = job
+        host = by_name[name]
+        work = out_dir / kernel / host.name / f"round{r}" / f"shard{s}"
+        with lock:
+            reporter.update(f"{host.name}: {kernel} kernel, round {r}, "
+                            f"shard {s}/{len(groups)}")
+        try:
+            return _boot(host, kernel, groups[s - 1] if host.transport == "qemu" else names,
+                         kernels, rds[r, s], chosen, tests, guest, plan, config, work)
+        except KseriesError as exc:
+            return GuestRun(output="", infra_error=str(exc))
+        except OSError as exc:
+            return GuestRun(output="", infra_error=f"{host.name}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="suite") as pool:
+        runs = dict(zip(jobs_list, pool.map(one, jobs_list), strict=True))
+    seconds = time.monotonic() - t0
+    out = []
+    raw: dict[tuple[str, str, int], list[GuestRun]] = {}
+    for host in hosts:
+        shard_groups = groups if host.transport == "qemu" else [names]
+        by_round = {(k, r): reused.get((k, host.name), {}).get(r) or
+                    [runs[j] for j in jobs_list if j[:3] == (host.name, k, r)]
+                    for k in (BASE, SERIES) for r in range(1, rounds + 1)}
+        raw.update({(host.name, k, r): list(v) for (k, r), v in by_round.items()})
+        out.append(judge_host(host, host_kinds(host, chosen.name if chosen else ""), names,
+                              by_round, shard_groups, plan, config, out_dir, patched=patched))
+    report = SuiteReport(name, names, rounds, out, out_dir, chosen.name if chosen else "",
+                         seconds, width, groups=groups, raw=raw)
+    if reused and base_from is not None:
+        report.notes.append(f"the base kernel's runs were taken from {base_from.out_dir}")
+    if chosen is not None:
+        report.notes.append(f"qemu accel: {chosen.name} ({chosen.reason})")
+    bad = sum(len(h.regressions) + len(h.splats.regressions) for h in out)
+    reporter.finish({0: "PASS", 2: "FAIL", 3: "FAIL"}[report.exit_code],
+                    f"{bad} regression(s) in {seconds:.0f}s; {out_dir}")
+    return report
+
+
+def judge_host(host: Host, kinds: tuple[str, ...], names: Sequence[str],
+               runs: Mapping[tuple[str, int], Sequence[GuestRun]],
+               groups: Sequence[Sequence[str]], plan: TestPlan, config: SuiteConfig,
+               out_dir: Path, *, patched: bool = True) -> HostSuite:
+    """One host's suite from its guests' runs: (kernel, round) -> one run per shard of
+    ``groups``. Each kernel and round is judged as the harness judges a run, then every
+    test and splat is compared."""
+    hs = HostSuite(host, kinds, {BASE: [], SERIES: []}, {BASE: [], SERIES: []})
+    for (kernel, r), parts in sorted(runs.items(), key=lambda kv: (kv[0][0] != BASE, kv[0][1])):
+        work = out_dir / kernel / host.name / f"round{r}"
+        hs.reports[kernel].append(harness.judge(
+            host, merge(parts, groups), TestPlan(tuple(names), plan.feature, plan.test_timeout),
+            list(names), work, patched=kernel == SERIES and patched, baseline=None))
+        hs.shard_logs[kernel].append(
+            [(list(g), _kernel_log(p)) for p, g in zip(parts, groups, strict=True)])
+    _compare(hs, names, config)
+    return hs
+
+
+def _reusable(earlier: SuiteReport | None, hosts: Sequence[Host], names: list[str],
+              rounds: int, groups: list[list[str]]) -> dict[tuple[str, str], dict[
+                  int, list[GuestRun]]]:
+    """(BASE, host) -> round -> the shards' runs of ``earlier``, for the hosts it ran alike."""
+    if earlier is None:
+        return {}
+    if earlier.tests != names or earlier.rounds != rounds or earlier.groups != groups:
+        raise KseriesError("the earlier suite run ran other tests, rounds or shards",
+                           hint="run both kernels again")
+    return {(BASE, h.name): {r: earlier.raw[h.name, BASE, r] for r in range(1, rounds + 1)}
+            for h in hosts if all((h.name, BASE, r) in earlier.raw
+                                  for r in range(1, rounds + 1))}
+
+
+def _boot(host: Host, kernel: str, group: list[str], kernels: Kernels, rd: Path,
+          accel: qemu.Accel | None, tests: Mapping[str, Path], guest: initramfs.GuestFiles,
+          plan: TestPlan, config: SuiteConfig, work: Path) -> GuestRun:
+    image = kernels.base if kernel == BASE else kernels.series
+    chosen = {t: tests[t] for t in group}
+    if host.transport == "qemu":
+        assert host.qemu is not None and accel is not None
+        limits = sum(config.timeouts.get(t, plan.test_timeout) for t in group)
+        size_mb = rd.stat().st_size >> 20
+        settings = dataclasses.replace(
+            host.qemu, memory_mb=max(host.qemu.memory_mb, GUEST_MEMORY_FLOOR + 2 * size_mb),
+            timeout=host.qemu.timeout + limits)
+        return qemu.run(dataclasses.replace(host, qemu=settings), image, rd, accel, work)
+    if host.transport == "ssh":
+        return ssh.run(host, chosen, guest, work, kernel=image, test_timeout=plan.test_timeout)
+    return local.run(host, chosen, guest, work, test_timeout=plan.test_timeout)
+
+
+def merge(parts: Sequence[GuestRun], groups: Sequence[Sequence[str]]) -> GuestRun:
+    """One run from the shards of one kernel and round: the first shard's facts, every
+    shard's KTAP results (renumbered) and kernel log; a shard's failure is the run's."""
+    if len(parts) == 1:
+        return parts[0]
+    results: list[ktap.TestResult] = []
+    logs: list[str] = []
+    errors, done = [], True
+    for n, (part, group) in enumerate(zip(parts, groups, strict=True), start=1):
+        out = parse_output(part.output)
+        results += ktap.parse(out.ktap_text).results
+        logs.append(out.dmesg)
+        done = done and out.done
+        if part.infra_error:
+            errors.append(f"shard {n} ({group[0]}..{group[-1]}): {part.infra_error}")
+    facts, _ = section(parts[0].output, "FACTS")
+    text = "\n".join([
+        "KSERIES-FACTS-BEGIN", facts.rstrip("\n"), "KSERIES-FACTS-END",
+        "KSERIES-KTAP-BEGIN", ktap.emit(results).rstrip("\n"), "KSERIES-KTAP-END",
+        "KSERIES-DMESG-BEGIN", "\n".join(s.rstrip("\n") for s in logs), "KSERIES-DMESG-END",
+        *([DONE] if done else [])]) + "\n"
+    failed = next((p for p in parts if p.infra_error), parts[0])
+    logs_of = {f"{k}{n}": v for n, p in enumerate(parts, start=1) for k, v in p.logs.items()}
+    return GuestRun(output=text, console=failed.console, infra_error="; ".join(errors),
+                    kernel_note=parts[0].kernel_note, accel=parts[0].accel,
+                    duration=max(p.duration for p in parts), logs=logs_of,
+                    notes=[n for p in parts for n in p.notes])
+
+
+def _kernel_log(run: GuestRun) -> str:
+    """The shard's kernel log; its console where the guest died before printing it."""
+    dmesg, ended = section(run.output, "DMESG")
+    return dmesg if ended else run.console
+
+
+def results_of(report: HostReport) -> dict[str, Result]:
+    return {t.name: Result(t.actual, t.reason, tuple(t.output), t.seconds)
+            for t in report.tests if t.kind is not Kind.CHECK}
+
+
+def splats_of(hs: HostSuite, kernel: str, missing: Mapping[int, set[str]]) -> list[
+        splats.Splat]:
+    """Every splat of ``kernel``'s rounds; a shard that died has its console scanned, and
+    what it printed is put on its first test left without a result (the one running)."""
+    found: list[splats.Splat] = []
+    for n, shards in enumerate(hs.shard_logs[kernel], start=1):
+        for group, log in shards:
+            lost = [t for t in group if t in missing.get(n, set())]
+            for s in splats.scan(log):
+                if s.test == splats.BOOT and lost:
+                    s = dataclasses.replace(s, test=lost[0], during=True)
+                found.append(s)
+    return found
+
+
+def _compare(hs: HostSuite, names: Sequence[str], config: SuiteConfig) -> None:
+    per: dict[str, dict[str, list[Result]]] = {BASE: {}, SERIES: {}}
+    missing: dict[str, dict[int, set[str]]] = {BASE: {}, SERIES: {}}
+    for kernel in (BASE, SERIES):
+        for n, report in enumerate(hs.reports[kernel], start=1):
+            got = results_of(report)
+            missing[kernel][n] = {t for t in names if got.get(t) is None
+                                  or got[t].reason.startswith("no result")}
+            for test, result in got.items():
+                per[kernel].setdefault(test, []).append(result)
+    base_splats = splats_of(hs, BASE, missing[BASE])
+    series_splats = splats_of(hs, SERIES, missing[SERIES])
+    hs.splats = splats.compare(base_splats, series_splats, config.allowlist, hs.kinds)
+    new = {s.identity for s in hs.splats.new}
+    for test in names:
+        known = config.known_failure(hs.kinds, test)
+        c = compare(test, per[BASE].get(test, []), per[SERIES].get(test, []), known,
+                    hs.kinds[0], config.flaky_reason(hs.kinds, test))
+        c.splats = list(dict.fromkeys(s.identity for s in series_splats
+                                      if s.identity in new and s.test == test))
+        hs.comparisons.append(c)
