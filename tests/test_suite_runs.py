@@ -195,7 +195,7 @@ def test_a_broken_series_regresses_where_the_smoke_set_sees_nothing(
     hs = report.hosts[0]
     assert not hs.infra, hs.infra
     regressed = {c.test: c for c in hs.regressions}
-    assert list(regressed) == ["platform_info_test"], [
+    assert "platform_info_test" in regressed, [
         (c.test, c.why) for c in hs.comparisons if c.verdict is not Verdict.SAME]
     assert regressed["platform_info_test"].why.startswith("fails on the series")
     # The smoke set alone would have missed it.
