@@ -135,3 +135,14 @@ def b4_or_skip() -> str:
     if not Path(found).exists():
         pytest.skip("needs b4 (pip install b4; kseries depends on it)")
     return found
+
+
+def gate_met(series: rendering.RenderedSeries, tmp_path: Path) -> list[str]:
+    """v2's gate met: a passing check of the tip, and (FIXTURE) the emulated host's PASS;
+    the ``--results`` arguments that give the latter to submit."""
+    from kseries.check import verdict
+    from testing_fixtures import EMULATED_AMD, lab_results
+
+    verdict.save(series.base, series.tip, {"status": verdict.PASS})
+    out = lab_results(tmp_path / "emulated-results", series.base, series.tip, (EMULATED_AMD,))
+    return ["--results", str(out)]

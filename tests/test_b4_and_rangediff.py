@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import submit_fixtures as fx
-from kseries.check import verdict
 from kseries.cli import main
 
 git_config, private_cache = fx.git_config, fx.private_cache
@@ -32,8 +31,8 @@ def test_b4_prep_branch_reads_and_sends(series_612: fx.rendering.RenderedSeries,
     git(tmp_path, "init", "-q", str(repo))
     git(repo, "commit", "-q", "--allow-empty", "-m", "the user's own work")
     head = git(repo, "rev-parse", "HEAD")
-    verdict.save(series_612.base, series_612.tip, {"status": verdict.PASS})
-    assert main(["submit", "--base", "debian:6.12", "--b4", "--repo", str(repo)]) == 0
+    results = fx.gate_met(series_612, tmp_path)
+    assert main(["submit", "--base", "debian:6.12", "--b4", "--repo", str(repo), *results]) == 0
     assert git(repo, "rev-parse", "HEAD") == head  # the user's checkout did not move
     assert "b4/buslock" in git(repo, "branch", "--list", "b4/buslock")
     log = git(repo, "log", "--format=%s", "b4/buslock", "-7").splitlines()
@@ -74,11 +73,11 @@ def test_diff_between_the_debian_bases_shows_the_adaptation(
 
 def test_range_diff_against_an_earlier_rendering_goes_into_the_cover(
         series_612: fx.rendering.RenderedSeries, tmp_path: Path) -> None:
-    verdict.save(series_612.base, series_612.tip, {"status": verdict.PASS})
+    results = fx.gate_met(series_612, tmp_path)
     earlier = Path(__file__).resolve().parents[1] / "patches" / "v2" / "debian-6.12"
     out = tmp_path / "outbox"
     assert main(["submit", "--base", "debian:6.12", "-v", "3", "-o", str(out),
-                 "--range-diff-against", str(earlier)]) == 0
+                 "--range-diff-against", str(earlier), *results]) == 0
     cover = next(out.glob("*0000-cover-letter.patch")).read_text()
     assert "Subject: [RFC PATCH v3 0/5]" in cover
     assert "Range-diff" in cover

@@ -15,7 +15,7 @@ from kseries.cli import main
 from kseries.errors import KseriesError
 from kseries.render.series import RenderedSeries
 from kseries.submit import outbox, recipients
-from submit_fixtures import SENDER, read_mail, render, send_email, sendmail_stub
+from submit_fixtures import SENDER, gate_met, read_mail, render, send_email, sendmail_stub
 
 git_config, private_cache = fx.git_config, fx.private_cache
 base_612, series_612 = fx.base_612, fx.series_612
@@ -178,9 +178,9 @@ def test_submit_refuses_without_a_check(series_612: RenderedSeries, tmp_path: Pa
     out = tmp_path / "outbox"
     code = main(["submit", "--base", "debian:6.12", "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 2  # the v2 series' one [[gate]] rule: the check
+    assert code == 2  # the v2 series' [[gate]] rules: the check, the emulated host's PASS
     gate = [ln for ln in err.splitlines() if ln.startswith("kseries: gate: ")]
-    assert len(gate) == 1 and "(rule 1 of " in gate[0]
+    assert len(gate) == 2 and "(rule 1 of " in gate[0] and "(rule 2 of " in gate[1]
     assert "has never been checked" in gate[0]
     assert "kseries check --base debian:6.12" in gate[0]
     assert not out.exists()
@@ -208,9 +208,10 @@ def test_submit_force_overrides_the_gate(series_612: RenderedSeries, tmp_path: P
 
 def test_submit_after_a_passing_check(series_612: RenderedSeries, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    verdict.save(series_612.base, series_612.tip, {"status": verdict.PASS})
+    results = gate_met(series_612, tmp_path)
     out = tmp_path / "outbox"
-    code = main(["submit", "--base", "debian:6.12", "-o", str(out), "-v", "3", "--no-rfc"])
+    code = main(["submit", "--base", "debian:6.12", "-o", str(out), "-v", "3", "--no-rfc",
+                 *results])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     # every recipient, with why it is there
