@@ -178,14 +178,18 @@ class Inventory:
         return tuple(by_name[n] for n in names)
 
 
-def load(path: Path) -> Inventory:
+def read_toml(path: Path, what: str = "the inventory") -> dict[str, Any]:
+    """A TOML file of the run stage's data, or one line saying why it cannot be read."""
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as exc:
-        raise KseriesError(f"{path}: cannot read the inventory ({exc.strerror})") from exc
+        raise KseriesError(f"{path}: cannot read {what} ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise KseriesError(f"{path}: not valid TOML ({exc})") from exc
-    return parse(data, path)
+
+
+def load(path: Path) -> Inventory:
+    return parse(read_toml(path), path)
 
 
 def parse(data: dict[str, Any], path: Path) -> Inventory:
@@ -318,10 +322,7 @@ def series_traits(series_toml: Path) -> SeriesTraits:
     ``[[design_check]]`` entry (name, expect, reason) gives a design check's
     expected result on a host with the feature.
     """
-    try:
-        data = tomllib.loads(series_toml.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise KseriesError(f"{series_toml}: cannot read the series ({exc})") from exc
+    data = read_toml(series_toml, "the series")
     virt = any("virt-tag" in p.get("changes", []) for p in data.get("patch", []))
     design = {}
     for d in data.get("design_check", []):

@@ -16,7 +16,6 @@ same / regression / fixed / flaky / changed. Only a regression fails a run.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kseries.errors import KseriesError
+from kseries.run import inventory
 from kseries.run.ktap import Status
 
 ALL = "all"
@@ -100,13 +100,7 @@ def check_built(tests: Sequence[str], built: Sequence[str], where: str) -> list[
 
 def load_config(path: Path, smoke: Sequence[str]) -> SuiteConfig:
     """The suite tables of the inventory at ``path``; ``smoke`` is its [tests] smoke list."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise KseriesError(f"{path}: cannot read the inventory ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise KseriesError(f"{path}: not valid TOML ({exc})") from exc
-    return parse_config(data, path, smoke)
+    return parse_config(inventory.read_toml(path), path, smoke)
 
 
 def parse_config(data: dict[str, Any], path: Path, smoke: Sequence[str]) -> SuiteConfig:
