@@ -26,9 +26,8 @@ from kseries.build import artifacts, emulator
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
 from kseries.run import harness, inventory
-from kseries.run.inventory import TestPlan
+from kseries.run.inventory import CHECK_MODEL, TestPlan
 from kseries.run.ktap import Status
-from kseries.run.model import CHECK_MODEL
 from kseries.run.results import RunReport
 
 pytestmark = pytest.mark.slow

@@ -29,6 +29,7 @@ from kseries.run import initramfs, local, model, qemu, ssh
 from kseries.run.identity import SeriesId
 from kseries.run.inventory import (
     CHECK_KERNEL_LOG,
+    CHECK_MODEL,
     Expectation,
     Host,
     Kind,
@@ -226,7 +227,7 @@ def expectations_for(host: Host, plan: TestPlan, tests: list[str], patched: bool
     traits = traits or SeriesTraits()
     exp = check_expectations(host, patched=patched and traits.virt_line) if checks else {}
     if checks and patched and host.emulated_feature:
-        exp[model.CHECK_MODEL] = expect(Status.PASS, reason="the model's exits and let-throughs "
+        exp[CHECK_MODEL] = expect(Status.PASS, reason="the model's exits and let-throughs "
                                         "equal what the tests saw")
     for name in tests:
         # a host on its own kernel is held to what it declares, as a lab's is
@@ -283,7 +284,7 @@ def _evidence(report: HostReport, host: Host, run: GuestRun,
     counts = model.read_trace(run.logs["model_trace"]) if "model_trace" in run.logs else None
     if counts is not None:
         report.model = counts.to_json()
-    wanted = next((t for t in report.tests if t.name == model.CHECK_MODEL), None)
+    wanted = next((t for t in report.tests if t.name == CHECK_MODEL), None)
     if wanted is None or report.infra_error:
         return
     seen = model.reported({t.name: t.output for t in report.tests

@@ -45,6 +45,7 @@ CHECK_KVM_INIT = "kvm_init"
 CHECK_DEV_KVM = "dev_kvm"
 CHECK_VIRT_LINE = "cpuinfo_virt"
 CHECK_KERNEL_LOG = "kernel_log"
+CHECK_MODEL = "emulator_counts"  # the emulated host's model against the tests (model.py)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kseries.run.ktap import Status
-from kseries.run.outcome import MODEL_CHECK
 
-CHECK_MODEL = MODEL_CHECK
 _EXIT = re.compile(r"\bsvm_bus_lock_exit\b")
 _PASS = re.compile(r"\bsvm_bus_lock_pass\b")
 _LEVEL = re.compile(r"\b(L1|L2): (\d+) bus lock exits\b")

@@ -19,6 +19,7 @@ from kseries.run.inventory import (
     CHECK_DEV_KVM,
     CHECK_KERNEL_LOG,
     CHECK_KVM_INIT,
+    CHECK_MODEL,
     CHECK_VIRT_LINE,
     Expectation,
     Host,
@@ -32,7 +33,6 @@ _KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|Oops|general protection fault|Call
 _NOT_SUPPORTED = re.compile(r"(not supported|disabled by bios|disabled by BIOS|not available)")
 TAIL_LINES = 30
 TIME_PREFIX = "kseries-time: "
-MODEL_CHECK = "emulator_counts"  # run/model.py's check, judged by the harness
 _NOT_OK = re.compile(r"^\s*not ok \d+ (.+?)\s*$")  # a subtest's own KTAP line
 _OK = re.compile(r"^\s*ok \d+ ([^#]+?)\s*$")
 # Lines of a selftest's assertion block that are not its message: the process, a
@@ -214,10 +214,10 @@ def evaluate(
     for name, (status, reason) in check_results(host, out).items():
         if name in expectations:
             report.tests.append(TestOutcome(name, Kind.CHECK, status, reason, expectations[name]))
-    if MODEL_CHECK in expectations:  # judged once the model's trace is read (harness)
-        report.tests.append(TestOutcome(MODEL_CHECK, Kind.CHECK, Status.ERROR,
+    if CHECK_MODEL in expectations:  # judged once the model's trace is read (harness)
+        report.tests.append(TestOutcome(CHECK_MODEL, Kind.CHECK, Status.ERROR,
                                         "the model's counts were not read",
-                                        expectations[MODEL_CHECK]))
+                                        expectations[CHECK_MODEL]))
     doc = ktap.parse(out.ktap_text)
     found = doc.by_name()
     for name in tests:

@@ -20,7 +20,7 @@ from kseries.check.report import PASS, Record
 from kseries.errors import KseriesError
 from kseries.render.manifest import ALL_CHECKS, CheckRule
 from kseries.render.series import NOT_RUN, PatchSummary
-from kseries.run.outcome import MODEL_CHECK
+from kseries.run.inventory import CHECK_MODEL
 from kseries.run.records import HostRecord, RunRecord, TestRecord
 from kseries.submit.evidence import Evidence
 from kseries.submit.gate import State
@@ -150,7 +150,7 @@ def how(h: HostRecord) -> str:
 
 def model_line(h: HostRecord) -> str:
     """The emulated CPU's own counts, and whether they equal what the tests saw."""
-    check = h.test(MODEL_CHECK)
+    check = h.test(CHECK_MODEL)
     counts = (f"{h.model.get('exits', 0)} bus lock exits delivered, "
               f"{h.model.get('let_through', 0)} bus locks let through")
     if check is None:
@@ -175,7 +175,7 @@ def host_lines(h: HostRecord) -> list[str]:
         out += item(model_line(h), 2)
     for t in (t for t in h.tests if t.kind == "design"):
         out += item(design_line(t), 2)
-    checks = [t for t in h.tests if t.kind == "check" and t.name != MODEL_CHECK]
+    checks = [t for t in h.tests if t.kind == "check" and t.name != CHECK_MODEL]
     if checks:
         out += item("kernel checks: " + ", ".join(_status(t) for t in checks), 2)
     smoke = [t for t in h.tests if t.kind == "smoke"]
