@@ -23,7 +23,17 @@ from kseries.cli.suite import cmd_suite
 from kseries.cli.ui import done, drawn, interactive
 from kseries.errors import KseriesError
 from kseries.render.manifest import load as load_manifest
-from kseries.run import harness, identity, initramfs, inventory, lava, lava_results, qemu, results
+from kseries.run import (
+    harness,
+    identity,
+    initramfs,
+    inventory,
+    lava,
+    lava_results,
+    model,
+    qemu,
+    results,
+)
 from kseries.run.qemu import Accel
 
 STATE_STYLE = {"PASS": "green", "FAIL": "red", "INFRA": "magenta"}
@@ -174,13 +184,11 @@ def print_table(report: results.RunReport, stream: TextIO | None = None) -> None
             console.print(f"  console tail of {h.host.name}:", markup=False)
             for line in h.console_tail[-15:]:
                 console.print(f"  | {line}", markup=False)
-        if h.emulator.get("patch"):
-            console.print(f"  EMULATED: {h.emulator.get('model')} on QEMU "
-                          f"{h.emulator.get('qemu')}: evidence about the kernel code, not "
-                          "about silicon", markup=False)
+        if model.emulated_by(h.emulator):
+            console.print(f"  EMULATED: {model.emulated_by(h.emulator)}: evidence about the "
+                          "kernel code, not about silicon", markup=False)
         if h.model:
-            console.print(f"  the model counted {h.model.get('exits', 0)} bus lock exits "
-                          f"delivered, {h.model.get('let_through', 0)} let through", markup=False)
+            console.print(f"  the model counted {model.counted(h.model)}", markup=False)
         for n in h.notes:
             console.print(f"  note: {n}", markup=False)
     for n in report.notes:

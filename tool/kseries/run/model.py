@@ -18,6 +18,7 @@ the tests did not see, all show as a difference here.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,3 +101,16 @@ def judge(counts: ModelCounts | None, seen: Reported) -> tuple[Status, str]:
     if counts.exits != seen.total_exits or counts.passes != seen.completed:
         return Status.FAIL, f"{said}: they differ"
     return Status.PASS, said
+
+
+def emulated_by(emulator: Mapping[str, str]) -> str:
+    """"<model> on QEMU <version>" for a host on kseries' model, "" for any other."""
+    if not emulator.get("patch"):  # the machine's QEMU: no model of the feature
+        return ""
+    return f"{emulator.get('model', 'a CPU model')} on QEMU {emulator.get('qemu', '?')}"
+
+
+def counted(model: Mapping[str, int]) -> str:
+    """What the model says it did, in words."""
+    return (f"{model.get('exits', 0)} bus lock exits delivered, "
+            f"{model.get('let_through', 0)} bus locks let through")

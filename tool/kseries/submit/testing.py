@@ -20,6 +20,7 @@ from kseries.check.report import PASS, Record
 from kseries.errors import KseriesError
 from kseries.render.manifest import ALL_CHECKS, CheckRule
 from kseries.render.series import NOT_RUN, PatchSummary
+from kseries.run import model
 from kseries.run.inventory import CHECK_MODEL
 from kseries.run.records import HostRecord, RunRecord, TestRecord
 from kseries.submit.evidence import Evidence
@@ -140,9 +141,8 @@ def matrix_part(rec: Record, label: str, columns: Sequence[str], row: int) -> st
 
 
 def how(h: HostRecord) -> str:
-    if h.transport == "qemu" and h.evidence == "emulated" and h.emulator.get("patch"):
-        return (f"EMULATED: {h.emulator.get('model', 'a CPU model')} on QEMU "
-                f"{h.emulator.get('qemu', '?')} under TCG, not silicon")
+    if h.transport == "qemu" and h.evidence == "emulated" and model.emulated_by(h.emulator):
+        return f"EMULATED: {model.emulated_by(h.emulator)} under TCG, not silicon"
     if h.transport == "qemu":
         return f"qemu under {h.accel or 'an unknown accelerator'}"
     return {"ssh": "over ssh", "local": "on this machine"}.get(h.transport, h.transport)
@@ -151,8 +151,7 @@ def how(h: HostRecord) -> str:
 def model_line(h: HostRecord) -> str:
     """The emulated CPU's own counts, and whether they equal what the tests saw."""
     check = h.test(CHECK_MODEL)
-    counts = (f"{h.model.get('exits', 0)} bus lock exits delivered, "
-              f"{h.model.get('let_through', 0)} bus locks let through")
+    counts = model.counted(h.model)
     if check is None:
         return f"the model counted {counts}"
     agree = "equal to the tests' counts" if check.actual == "PASS" else check.reason
@@ -169,7 +168,7 @@ def host_lines(h: HostRecord) -> list[str]:
         return out + item(f"did not finish: {h.infra_error}", 2)
     feature = h.test(FEATURE_TEST)
     if feature is not None:
-        label = "EMULATED " if h.evidence == "emulated" and h.emulator.get("patch") else ""
+        label = "EMULATED " if h.evidence == "emulated" and model.emulated_by(h.emulator) else ""
         out += item(label + feature_line(feature), 2)
     if h.model:
         out += item(model_line(h), 2)
