@@ -238,7 +238,7 @@ def test_an_unreachable_archive_is_one_line(tmp_path: Path) -> None:
     r = kseries("build", "--emulator", env=env)
     assert r.returncode == 1
     line = one_line(r.stderr)
-    assert "cannot reach Debian's archive at http://127.0.0.1:9/debian for trixie" in line
+    assert "cannot reach Debian's archive (trixie at http://127.0.0.1:9/debian)" in line
     assert not list((tmp_path / "cache" / "emulator").glob("*/qemu-system-x86_64"))
 
 
