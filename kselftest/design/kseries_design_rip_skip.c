@@ -13,33 +13,20 @@
  * (fault-like on AMD: RIP at the instruction) this program does the add in
  * guest memory and moves RIP past it.  The second lock must exit too; this
  * program then resumes at the same RIP and the lock completes.
- *
- * It prints "design: <exits> bus lock exits, <n> completed", where <n> is
- * the number of locked adds the guest's CPU carried out (the value, less the
- * one this program emulated), for the harness to compare with what the
- * emulated CPU's model counted.
- */
-#include <linux/types.h>
+ * */
 #include <string.h>
 
-#include "test_util.h"
-#include "kvm_util.h"
-#include "processor.h"
+#include "kseries_design.h"
 
-#define SPLIT_OFFSET	62	/* bytes 62..65: two in one cache line, two in the next */
-#define MAX_RUNS	16
-
-static u8 lock_buf[128] __aligned(128);
-
-extern char kseries_lock1[], kseries_lock1_end[], kseries_lock2[];
+extern char kseries_lock1[], kseries_lock1_end[];
 
 static noinline void guest_code(void)
 {
-	u32 *val = (void *)&lock_buf[SPLIT_OFFSET];
+	u32 *val = kseries_split_value();
 
 	asm volatile("kseries_lock1: lock addl $1, %0\n"
 		     "kseries_lock1_end:\n"
-		     "kseries_lock2: lock addl $1, %0\n"
+		     "lock addl $1, %0\n"
 		     : "+m" (*val) : : "memory");
 	GUEST_DONE();
 }
@@ -54,26 +41,14 @@ static bool cpu_is_amd(void)
 	       !memcmp(vendor, "HygonGenuine", sizeof(vendor));
 }
 
-static u32 *guest_value(struct kvm_vm *vm)
-{
-	return addr_gva2hva(vm, (vm_vaddr_t)&lock_buf[SPLIT_OFFSET]);
-}
-
 int main(void)
 {
-	u32 exits = 0, emulated = 0, val;
-	struct kvm_regs regs;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	struct ucall uc;
-	bool done = false;
-	int runs;
+	u32 exits;
 
-	__TEST_REQUIRE(kvm_check_cap(KVM_CAP_X86_BUS_LOCK_EXIT) &
-		       KVM_BUS_LOCK_DETECTION_EXIT,
-		       "KVM_BUS_LOCK_DETECTION_EXIT not supported: the CPU has no Bus Lock Threshold");
-	__TEST_REQUIRE(cpu_is_amd(),
-		       "the check is about AMD's fault-like bus lock exit");
+	kseries_require_bus_lock_exit();
+	__TEST_REQUIRE(cpu_is_amd(), "the check is about AMD's fault-like bus lock exit");
 
 	ksft_print_header();
 	ksft_set_plan(1);
@@ -82,50 +57,9 @@ int main(void)
 	vm_enable_cap(vm, KVM_CAP_X86_BUS_LOCK_EXIT, KVM_BUS_LOCK_DETECTION_EXIT);
 	vcpu = vm_vcpu_add(vm, 0, guest_code);
 
-	for (runs = 0; !done; runs++) {
-		TEST_ASSERT(runs < MAX_RUNS, "No progress after %d KVM_RUNs", runs);
-		vcpu_run(vcpu);
-
-		if (vcpu->run->exit_reason == KVM_EXIT_X86_BUS_LOCK) {
-			exits++;
-			if (exits > 1)
-				continue;	/* resume at the same RIP */
-			vcpu_regs_get(vcpu, &regs);
-			TEST_ASSERT(regs.rip == (u64)kseries_lock1,
-				    "First bus lock exit at RIP 0x%llx, expected the locked add at 0x%lx",
-				    regs.rip, (unsigned long)kseries_lock1);
-			/* Emulate it, as a VMM would: do the add, move RIP past it. */
-			val = *guest_value(vm);
-			*guest_value(vm) = val + 1;
-			emulated++;
-			regs.rip = (u64)kseries_lock1_end;
-			vcpu_regs_set(vcpu, &regs);
-			continue;
-		}
-
-		TEST_ASSERT(vcpu->run->exit_reason == KVM_EXIT_IO,
-			    "Unexpected exit reason: %u (%s)", vcpu->run->exit_reason,
-			    exit_reason_str(vcpu->run->exit_reason));
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_DONE:
-			done = true;
-			break;
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			break;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", (unsigned long)uc.cmd);
-		}
-	}
-
-	val = *guest_value(vm);
-	TEST_ASSERT(val == 2, "The guest's value is %u after two adds, expected 2", val);
-	ksft_print_msg("design: %u bus lock exits, %u completed\n", exits, val - emulated);
-	if (exits == 2)
-		ksft_test_result_pass("design: the bus lock after an emulated one exits again\n");
-	else
-		ksft_test_result_fail("design: %u bus lock exit(s), expected 2: after userspace moved RIP past the first locked add, the second ran without an exit\n",
-				      exits);
+	exits = kseries_run_emulating_first(vcpu, kseries_lock1, kseries_lock1_end);
+	kseries_report(vm, exits, "the bus lock after an emulated one exits again",
+		       "after userspace moved RIP past the first locked add, the second ran without an exit");
 
 	kvm_vm_free(vm);
 	ksft_finished();

@@ -166,9 +166,9 @@ class Selftests:
 class ExtraPrograms:
     """Programs of kseries' own, built with the base's selftest library.
 
-    They are not part of any series: for the build, each source is copied into
-    the worktree's ``test_dir`` and listed in the selftest makefile's
-    ``var``; both are undone afterwards (and by the next checkout of the
+    They are not part of any series: for the build, each source (and the
+    headers beside it) is copied into the worktree's ``test_dir`` and listed in
+    the selftest makefile's ``var``; both are undone afterwards (and by the next checkout of the
     worktree, which cleans it, if kseries was stopped in between).
     """
 
@@ -226,12 +226,15 @@ def _listed(b: Build, test_dir: str, extra: ExtraPrograms) -> Iterator[None]:
         raise KseriesError(f"{makefile}: no '{extra.var} +=' line to list kseries' programs after",
                            hint="the probe's selftest facts do not fit this base")
     added = "".join(f"{extra.var} += {test_dir}/{n}\n" for n in extra.sources)
+    # the programs, and the headers beside them that they share
+    headers = {h for src in extra.sources.values() for h in src.parent.glob("*.h")}
+    files = [*extra.sources.values(), *sorted(headers)]
     copies: list[Path] = []
     try:
-        for name, src in extra.sources.items():
-            dest = kvm / test_dir / f"{name}.c"
+        for src in files:
+            dest = kvm / test_dir / src.name
             if dest.exists():
-                raise KseriesError(f"{dest}: the base has a file of kseries' program {name}")
+                raise KseriesError(f"{dest}: the base has a file of kseries' own {src.name}")
             copies.append(dest)
             shutil.copyfile(src, dest)
         makefile.write_text("".join(lines[:listed[-1] + 1]) + added
