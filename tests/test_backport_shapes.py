@@ -9,14 +9,12 @@ and, for 5.10, takes KVM's bus lock detection away.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from derived import Derived, shape_5_10, shape_5_15
+from derived import Derived, git_am_applies, shape_5_10, shape_5_15
 from kseries.base import bases
 from kseries.base.cache import cache_root
 from kseries.errors import KseriesError
@@ -43,22 +41,6 @@ def rendered(b: bases.Base, out: Path, series: str) -> render.RenderedSeries:
     return render.render(b, TEMPLATES / "series" / series, KSELFTEST, out)
 
 
-def applies_in_order(s: render.RenderedSeries, tmp_path: Path) -> None:
-    """`git apply --cached` of each patch file in turn gives the tip's tree."""
-    env = dict(os.environ, GIT_CONFIG_GLOBAL=os.devnull,
-               GIT_INDEX_FILE=str(tmp_path / "apply.index"))
-    gd = ["git", "--git-dir", str(s.base.repo)]
-    subprocess.run([*gd, "read-tree", s.base.commit], env=env, check=True)
-    for patch in s.files[1:]:
-        subprocess.run([*gd, "apply", "--cached", str(patch)], env=env, check=True,
-                       capture_output=True, text=True)
-    tree = subprocess.run([*gd, "write-tree"], env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-    want = subprocess.run(["git", "--git-dir", str(s.repo), "rev-parse", f"{s.tip}^{{tree}}"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    assert tree == want
-
-
 def test_5_15_shape_renders_and_applies(debian_61: bases.Base, tmp_path: Path,
                                         series: str) -> None:
     b = derive(debian_61, tmp_path / "linux-5.15.git", "5.15")
@@ -77,7 +59,7 @@ def test_5_15_shape_renders_and_applies(debian_61: bases.Base, tmp_path: Path,
                          r"bus lock exit taken in L2\. \*/\n\+\tu64 bus_lock_rip;\n", text)
         assert "svm->nested.bus_lock_rip == vmcb12_rip" in text
         assert "nested.ctl.bus_lock_rip" not in text
-    applies_in_order(s, tmp_path)
+    git_am_applies(s, tmp_path)
 
 
 def test_5_15_backport_notes_come_from_the_probed_facts(debian_61: bases.Base,

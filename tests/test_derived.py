@@ -11,14 +11,12 @@ test runs for both series (v2 and merged), the slow build test for v2.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from derived import SELFTESTS, Derived
+from derived import SELFTESTS, Derived, git_am_applies
 from kseries.base import bases
 from kseries.render import series as render
 
@@ -40,22 +38,6 @@ def render_derived(d: Derived, tmp_path: Path, series: str) -> tuple[render.Rend
     s = render.render(b, TEMPLATES / "series" / series, KSELFTEST, tmp_path / "out")
     text = "".join(p.read_text() for p in s.files[1:])
     return s, text
-
-
-def git_am_applies(s: render.RenderedSeries, tmp_path: Path) -> None:
-    """The patches apply in order to the derived base (into an index: no 1.7 GB checkout)."""
-    env = dict(os.environ, GIT_CONFIG_GLOBAL=os.devnull,
-               GIT_INDEX_FILE=str(tmp_path / "apply.index"))
-    gd = ["git", "--git-dir", str(s.base.repo)]
-    subprocess.run([*gd, "read-tree", s.base.commit], env=env, check=True)
-    for patch in s.files[1:]:
-        subprocess.run([*gd, "apply", "--cached", str(patch)], env=env, check=True,
-                       capture_output=True, text=True)
-    tree = subprocess.run([*gd, "write-tree"], env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-    want = subprocess.run(["git", "--git-dir", str(s.repo), "rev-parse", f"{s.tip}^{{tree}}"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    assert tree == want
 
 
 def test_selftests_in_x86_with_makefile_kvm(derived: Derived, tmp_path: Path, series: str) -> None:
