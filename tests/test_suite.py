@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kseries.build import suitetests
 from kseries.errors import KseriesError
 from kseries.run import ktap, splats, suite, suiterun
 from kseries.run.ktap import Status
@@ -130,12 +131,12 @@ def test_tests_in_the_base_makefile() -> None:
            "TEST_GEN_PROGS_x86_64 += x86_64/smm_test  # SMM\n"
            "TEST_GEN_PROGS_x86_64 += demand_paging_test\n"
            "TEST_GEN_PROGS_EXTENDED_x86_64 += x86_64/nx_huge_pages_test\n")
-    assert suite.tests_in_makefile(old, "TEST_GEN_PROGS_x86_64") == [
+    assert suitetests.tests_in_makefile(old, "TEST_GEN_PROGS_x86_64") == [
         "cpuid_test", "smm_test", "demand_paging_test"]
     new = ("TEST_GEN_PROGS_COMMON = demand_paging_test\nTEST_GEN_PROGS_COMMON += rseq_test\n"
            "TEST_GEN_PROGS_x86 = $(TEST_GEN_PROGS_COMMON)\n"
            "TEST_GEN_PROGS_x86 += x86/cpuid_test \\\n\tx86/smm_test\n")
-    assert suite.tests_in_makefile(new, "TEST_GEN_PROGS_x86") == [
+    assert suitetests.tests_in_makefile(new, "TEST_GEN_PROGS_x86") == [
         "demand_paging_test", "rseq_test", "cpuid_test", "smm_test"]
 
 

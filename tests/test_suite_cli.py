@@ -72,10 +72,11 @@ def test_repeat_must_be_positive_and_goes_with_a_suite(tmp_path: Path,
 
 
 def test_a_suite_named_twice_or_with_its_tests_runs_each_test_once(base_612: bases.Base) -> None:
+    from kseries.build import suitetests
     from kseries.cli.suite import select
-    from kseries.run import selftests, suite
+    from kseries.run import suite
 
-    built = selftests.built_by_base(base_612)
+    built = suitetests.built_by_base(base_612)
     assert len(built) > 80 and "svm_vmcall_test" in built and "kvm_buslock_test" not in built
     config = suite.load_config(ROOT / "kselftest" / "hosts.toml", ("smm_test",))
     name, tests = select(config, "svm,smoke,smm_test", built)

@@ -38,10 +38,10 @@ from conftest_harness import (
     static_program,
 )
 from kseries.base import bases
-from kseries.build import artifacts
+from kseries.build import artifacts, suitetests
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter
-from kseries.run import bzimage, qemu, selftests, suite, suiteresults, suiterun
+from kseries.run import bzimage, qemu, suite, suiteresults, suiterun
 from kseries.run.identity import SeriesId
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.suite import Verdict
@@ -105,13 +105,13 @@ def vm(base_612: bases.Base) -> Kernels:
 def suite_tests(vm: Kernels, base_612: bases.Base) -> dict[str, Path]:
     """Every test the base builds, built static from the series' tip (kseries' suite
     build), or found in $KSERIES_TEST_SUITE_SELFTESTS (a directory holding them all)."""
-    names = selftests.built_by_base(base_612)
+    names = suitetests.built_by_base(base_612)
     given = os.environ.get("KSERIES_TEST_SUITE_SELFTESTS")
     if given:
         found = {n: p for n in names for p in sorted(Path(given).rglob(n))[:1]}
         assert set(found) == set(names), f"{given} lacks {set(names) - set(found)}"
         return {n: found[n] for n in names}
-    return selftests.binaries(base_612, TEMPLATES, vm.series, names)
+    return suitetests.binaries(base_612, TEMPLATES, vm.series, names)
 
 
 @pytest.fixture(scope="module")

@@ -4,5 +4,7 @@ Takes a Base, a commit and a build profile, and gives build directories and
 ``Artifacts`` (bzImage, static selftests). profiles.py reads the profiles in
 templates/profiles/; kbuild.py keeps one build directory per base and profile
 and runs make in it; artifacts.py builds the series (or the base) and records
-what it built for the run stage. It knows nothing of checks.
+what it built for the run stage; suitetests.py builds every KVM selftest the
+base lists, for a suite run; emulator.py builds the emulated host's QEMU.
+It knows nothing of checks.
 """

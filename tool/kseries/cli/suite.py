@@ -21,11 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from kseries.base import bases
-from kseries.build import artifacts
+from kseries.build import artifacts, suitetests
 from kseries.cli.paths import KSELFTEST, TEMPLATES, series_dir
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
-from kseries.run import inventory, qemu, selftests, suite, suiteresults, suiterun
+from kseries.run import inventory, qemu, suite, suiteresults, suiterun
 from kseries.run.identity import SeriesId
 from kseries.run.ktap import Status
 from kseries.run.suite import Verdict
@@ -78,14 +78,14 @@ def cmd_suite(args: argparse.Namespace, inv: inventory.Inventory,
                            hint="leave out --lava, --lava-results and --baseline")
     config = suite.load_config(args.hosts, inv.plan.smoke)
     base = bases.resolve(args.base, TEMPLATES, install=args.kernel is None)
-    built = selftests.built_by_base(base)
+    built = suitetests.built_by_base(base)
     name, names = select(config, args.suite, built)
     if args.kernel is None:
         series = series_dir(args.series).resolve().name
         args.kernel = artifacts.load(base, "vm", series, patched=True).kernel
         if args.baseline_kernel is None:
             args.baseline_kernel = artifacts.load(base, "vm", series, patched=False).kernel
-        tests = selftests.binaries(base, TEMPLATES, series, names)
+        tests = suitetests.binaries(base, TEMPLATES, series, names)
     else:
         tests = _from_dir(args.selftests, args.test, names)
     if args.baseline_kernel is None:

@@ -164,36 +164,6 @@ def _strings(value: Any, path: Path, key: str) -> list[str]:
     return list(value)
 
 
-_ASSIGN = re.compile(r"^([A-Za-z0-9_]+)\s*(\+?=|:=)\s*(.*?)\s*$")
-_REF = re.compile(r"^\$[({]([A-Za-z0-9_]+)[)}]$")
-
-
-def tests_in_makefile(text: str, var: str) -> list[str]:
-    """The tests a selftest makefile lists in ``var`` (e.g. TEST_GEN_PROGS_x86_64), by
-    base name, in order; references such as $(TEST_GEN_PROGS_COMMON) are expanded."""
-    values: dict[str, list[str]] = {}
-    for raw in text.replace("\\\n", " ").splitlines():
-        m = _ASSIGN.match(raw)
-        if not m:
-            continue
-        name, op, words = m.groups()
-        if op != "+=":
-            values[name] = []
-        values.setdefault(name, []).extend(words.split("#", 1)[0].split())
-
-    def expand(name: str, seen: frozenset[str]) -> list[str]:
-        out: list[str] = []
-        for word in values.get(name, []):
-            ref = _REF.match(word)
-            if ref and ref.group(1) not in seen:
-                out += expand(ref.group(1), seen | {ref.group(1)})
-            elif "$" not in word:
-                out.append(word.rsplit("/", 1)[-1])
-        return out
-
-    return list(dict.fromkeys(expand(var, frozenset({var}))))
-
-
 class Verdict(StrEnum):
     SAME = "same"  # pass on both, or the same failure or skip on both
     REGRESSION = "regression"  # passed or skipped on the base, fails on the series

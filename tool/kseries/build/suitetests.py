@@ -1,30 +1,29 @@
 """Every x86 KVM selftest the base builds, as static binaries for a suite run.
 
-`kseries build` builds the smoke tests and the series' own test. A suite needs
-them all: they are built here from the series' tip (in the worktree and build
-directory of the series' own vm build, under its lock, against the headers
-that build installs), copied out beside its record, and reused while the tip
-is the same. The same binaries run on both kernels, so that the kernel is the
-only difference between the two runs. Building all of them (static) takes
-about 15 s on two cores.
+`kseries build` builds the smoke tests and the series' own test. A suite (the
+run stage's --suite) needs them all: they are built here from the series'
+tip (in the worktree and build directory of the series' own vm build, under
+its lock, with kbuild's selftest build), copied out beside its record, and
+reused while the tip is the same. The same binaries run on both kernels, so
+that the kernel is the only difference between the two runs. Building all of
+them (static) takes about 15 s on two cores.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from kseries import proc
 from kseries.base.bases import Base
 from kseries.base.cache import cache_root, write_atomic
 from kseries.build import artifacts, kbuild, profiles
 from kseries.errors import KseriesError
 from kseries.render import series as rendering
-from kseries.render.probe import SELFTESTS, probe
-from kseries.run.suite import tests_in_makefile
+from kseries.render.probe import probe
 
 PROFILE = "vm"
 
@@ -89,21 +88,35 @@ def _cached(record: Path, commit: str) -> dict[str, Path]:
 
 def _make(b: kbuild.Build, test_dir: str, names: Sequence[str]) -> dict[str, Path]:
     """Build ``names`` with make -k: what built, even if some did not (the caller says)."""
-    headers = kbuild.headers_install(b)
-    output = b.out / "kseries-suite"
-    kvm = b.src / SELFTESTS
-    targets = {}
-    for n in names:  # arch tests live in x86_64/ (or x86/), generic ones at the top
-        sub = next((d for d in (test_dir, ".") if (kvm / d / f"{n}.c").is_file()), None)
-        if sub is not None:
-            targets[n] = output / n if sub == "." else output / sub / n
-    for t in targets.values():  # what does not build this time must not be found from before
-        t.unlink(missing_ok=True)
-    log = b.logs / "suite-selftests.log"
-    log.unlink(missing_ok=True)
-    proc.run(["make", "-k", "-C", str(kvm), f"OUTPUT={output}",
-              f"KHDR_INCLUDES=-isystem {headers}/include", "EXTRA_CFLAGS=-static",
-              f"-j{b.jobs}", *map(str, targets.values())],
-             env={"LC_ALL": "C"}, log_to=log, what="the KVM selftest suite", timeout=3600,
-             check=False)
-    return {n: t for n, t in targets.items() if t.is_file()}
+    return kbuild.build_selftests(b, test_dir, tuple(names), keep_going=True,
+                                  output="kseries-suite", log_name="suite-selftests").binaries
+
+
+_ASSIGN = re.compile(r"^([A-Za-z0-9_]+)\s*(\+?=|:=)\s*(.*?)\s*$")
+_REF = re.compile(r"^\$[({]([A-Za-z0-9_]+)[)}]$")
+
+
+def tests_in_makefile(text: str, var: str) -> list[str]:
+    """The tests a selftest makefile lists in ``var`` (e.g. TEST_GEN_PROGS_x86_64), by
+    base name, in order; references such as $(TEST_GEN_PROGS_COMMON) are expanded."""
+    values: dict[str, list[str]] = {}
+    for raw in text.replace("\\\n", " ").splitlines():
+        m = _ASSIGN.match(raw)
+        if not m:
+            continue
+        name, op, words = m.groups()
+        if op != "+=":
+            values[name] = []
+        values.setdefault(name, []).extend(words.split("#", 1)[0].split())
+
+    def expand(name: str, seen: frozenset[str]) -> list[str]:
+        out: list[str] = []
+        for word in values.get(name, []):
+            ref = _REF.match(word)
+            if ref and ref.group(1) not in seen:
+                out += expand(ref.group(1), seen | {ref.group(1)})
+            elif "$" not in word:
+                out.append(word.rsplit("/", 1)[-1])
+        return out
+
+    return list(dict.fromkeys(expand(var, frozenset({var}))))
