@@ -208,39 +208,24 @@ def fetch_source(a: Archive, package: str, version: str, dest: Path) -> Path:
 def source_versions(a: Archive, package: str) -> list[str]:
     """The versions of source package ``package`` that the archive offers, newest first."""
     prepare(a)
-    res = proc.run(["apt-cache", *a.options(), "showsrc", "--only-source", package],
-                   check=False, what=f"apt-cache showsrc {package}")
-    found = [ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines()
-             if ln.startswith("Version:")]
-    newest_first: list[str] = []
-    for v in found:
-        if v not in newest_first:
-            newest_first.append(v)
-    newest_first.sort(key=_Version, reverse=True)
-    return newest_first
-
-
-class _Version:
-    """Debian version order, by asking dpkg (the one authority on it)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __lt__(self, other: _Version) -> bool:
-        res = proc.run(["dpkg", "--compare-versions", self.text, "lt", other.text],
-                       check=False, what="dpkg --compare-versions")
-        return res.ok
+    return _madison(a, package, sources=True)
 
 
 def binary_versions(a: Archive, package: str) -> list[str]:
     """The versions of binary ``package`` in the lists as last fetched, newest first."""
+    return _madison(a, package, sources=False)
+
+
+def _madison(a: Archive, package: str, *, sources: bool) -> list[str]:
+    """``apt-cache madison``'s versions of ``package`` (apt orders them, newest first),
+    of the source package or of the binary one."""
     res = proc.run(["apt-cache", *a.options(), "madison", package], check=False,
                    what=f"apt-cache madison {package}")
     seen: list[str] = []
     for line in res.stdout.splitlines():
         fields = [f.strip() for f in line.split("|")]
-        if len(fields) >= 3 and fields[0] == package and "Sources" not in fields[2] \
-                and fields[1] not in seen:
+        if len(fields) >= 3 and fields[0] == package \
+                and ("Sources" in fields[2]) == sources and fields[1] not in seen:
             seen.append(fields[1])
     return seen
 
