@@ -245,7 +245,7 @@ def _host(d: dict[str, Any], path: Path) -> Host:
                                hint='drop accel = "kvm" (the host runs under TCG)')
         qemu = QemuSettings(
             cpu=str(q["cpu"]), memory_mb=int(q.get("memory", 512)), smp=int(q.get("smp", 1)),
-            accel="tcg" if emulator else accel, timeout=float(q.get("timeout", 180)),
+            accel=accel, timeout=float(q.get("timeout", 180)),
             extra_args=tuple(_str_list(q.get("extra_args", []), path, f"{name}.qemu.extra_args")),
             emulator=emulator,
         )
