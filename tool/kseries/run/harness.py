@@ -40,7 +40,7 @@ from kseries.run.inventory import (
     test_expectation,
 )
 from kseries.run.ktap import Status
-from kseries.run.outcome import GuestRun, HostReport, evaluate, parse_output
+from kseries.run.outcome import GuestRun, HostReport, TestOutcome, evaluate, parse_output
 from kseries.run.results import Baseline, RunReport, write
 
 
@@ -259,7 +259,7 @@ def judge(host: Host, run: GuestRun, plan: TestPlan, tests: list[str], work: Pat
     exp, notes = expectations_for(host, plan, tests, patched, baseline,
                                   built_kernel=built_kernel, checks=checks, traits=traits)
     report = evaluate(host, run, tests, {n: plan.kind(n) for n in tests}, exp)
-    _evidence(report, host, run, emulator)
+    _evidence(report, host, run, emulator, exp)
     report.built_kernel = runs_built_kernel(host) if built_kernel is None else built_kernel
     report.notes.extend(notes)
     out = parse_output(run.output)
@@ -271,7 +271,8 @@ def judge(host: Host, run: GuestRun, plan: TestPlan, tests: list[str], work: Pat
 
 
 def _evidence(report: HostReport, host: Host, run: GuestRun,
-              emulator: emulators.Emulator | None) -> None:
+              emulator: emulators.Emulator | None,
+              expectations: dict[str, Expectation]) -> None:
     """How the host ran (hardware or emulated), and the model's counts against the tests'."""
     if host.transport == "qemu" and run.accel == "tcg":
         report.evidence = "emulated"
@@ -284,12 +285,15 @@ def _evidence(report: HostReport, host: Host, run: GuestRun,
     counts = model.read_trace(run.logs["model_trace"]) if "model_trace" in run.logs else None
     if counts is not None:
         report.model = counts.to_json()
-    wanted = next((t for t in report.tests if t.name == CHECK_MODEL), None)
-    if wanted is None or report.infra_error:
+    expected = expectations.get(CHECK_MODEL)
+    if expected is None or not report.tests:  # not asked, or the host ran nothing
         return
     seen = model.reported({t.name: t.output for t in report.tests
                            if t.kind in (Kind.FEATURE, Kind.DESIGN)})
-    wanted.actual, wanted.reason = model.judge(counts, seen)
+    status, reason = (model.judge(counts, seen) if not report.infra_error else
+                      (Status.ERROR, "the host failed: the model's counts were not compared"))
+    after = sum(t.kind is Kind.CHECK for t in report.tests)  # beside the other checks
+    report.tests.insert(after, TestOutcome(CHECK_MODEL, Kind.CHECK, status, reason, expected))
 
 
 def state_line(report: HostReport) -> str:
