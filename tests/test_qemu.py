@@ -8,6 +8,7 @@ conftest_harness). Each boot takes a few seconds under TCG.
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from conftest_harness import (
     HOW,
     KSELFTEST,
     PLAN,
+    ROOT,
     SKIP_PROGRAM,
     SMOKE,
     build_artifacts,
@@ -26,9 +28,11 @@ from conftest_harness import (
     run_cli,
     static_program,
 )
+from kseries.base import bases
+from kseries.build import kbuild, profiles
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
-from kseries.run import harness, initramfs, inventory, ktap, qemu, results
+from kseries.run import bzimage, harness, initramfs, inventory, ktap, qemu, results
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.ktap import Status
 from kseries.run.outcome import evaluate
@@ -188,6 +192,47 @@ def test_a_panicking_guest_is_an_infrastructure_failure(tmp_path: Path) -> None:
     assert "panicked" in h.infra_error
     assert h.duration < 60
     assert any("sysrq" in line.lower() or "Kernel panic" in line for line in h.console_tail)
+
+
+def test_a_guest_on_another_kernel_is_an_infrastructure_failure(tmp_path: Path) -> None:
+    """The boot header names one build, the payload boots another (what a stale
+    piggy.o made): the guest's /proc/version gives it away."""
+    art = require_artifacts()
+    data = bytearray(art.kernel.read_bytes())
+    named = bzimage.read(art.kernel)
+    at = data.index(named.version.encode())
+    data[at:at + len(named.version)] = named.version.replace("SMP", "SMQ").encode()
+    other = tmp_path / "bzImage"
+    other.write_bytes(bytes(data))
+    smoke = {n: art.selftests[n] for n in SMOKE[:1]}
+    report = harness.run_hosts([AMD], PLAN, kernel=other, tests=smoke, out_dir=tmp_path / "res",
+                               kselftest=KSELFTEST, reporter=RecordingReporter(),
+                               patched=False, accel="tcg")
+    h = report.hosts[0]
+    assert h.verdict == "infra" and report.exit_code == 3, h.infra_error
+    assert f"the guest ran {named.release} {named.version}, not " in h.infra_error
+    assert "SMQ" in h.infra_error and "another build's kernel" in h.infra_error
+    # The same kernel with its own header: no such failure.
+    assert qemu.booted_other(art.kernel, f"version=Linux version {named.release} "
+                             f"(kseries@kseries) (gcc 12) {named.version}\n") == ""
+
+
+def test_a_bzimage_must_hold_the_vmlinux_of_its_build(tmp_path: Path) -> None:
+    """kbuild checks the image's payload against the compressed vmlinux beside it."""
+    require_artifacts()
+    base = bases.resolve("debian:6.12", ROOT / "templates", install=False)
+    out = kbuild.build_dir_of(base, profiles.load_profile(ROOT / "templates", "vm"))
+    assert kbuild.check_image(out)
+    boot = tmp_path / "arch/x86/boot"
+    (boot / "compressed").mkdir(parents=True)
+    shutil.copyfile(out / "arch/x86/boot/bzImage", boot / "bzImage")
+    payload = next(out.glob(kbuild.IMAGE_PAYLOAD))
+    stale = bytearray(payload.read_bytes())
+    stale[len(stale) // 2] ^= 0xFF
+    (boot / "compressed" / payload.name).write_bytes(bytes(stale))
+    assert not kbuild.check_image(tmp_path, fail=False)
+    with pytest.raises(KseriesError, match=r"its payload is not vmlinux\.bin\.\w+ of this build"):
+        kbuild.check_image(tmp_path)
 
 
 def test_a_hanging_guest_is_caught_by_its_timeout(tmp_path: Path) -> None:

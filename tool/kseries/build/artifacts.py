@@ -148,7 +148,7 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
         kbuild.move(b, commit)
         reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
         t0 = time.monotonic()
-        kbuild.make(b, *profile.targets, log="build")
+        kbuild.make_targets(b, *profile.targets, log="build")
         took = time.monotonic() - t0
         reporter.update(f"selftests: {', '.join(names)}")
         tests = kbuild.build_selftests(b, test_dir, names, extra)

@@ -21,7 +21,7 @@ from pathlib import Path
 from kseries import proc
 from kseries.build.emulator import Emulator
 from kseries.errors import KseriesError
-from kseries.run import initramfs
+from kseries.run import bzimage, initramfs
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.outcome import DONE, GuestRun
 
@@ -220,10 +220,29 @@ def run(host: Host, kernel: Path, rd: Path, accel: Accel, work: Path,
     if host.emulated_feature:
         logs["model_trace"] = work / MODEL_TRACE
     return GuestRun(
-        output=results, console=b.console, infra_error=diagnose(b, host.qemu.timeout),
+        output=results, console=b.console,
+        infra_error=diagnose(b, host.qemu.timeout) or booted_other(kernel, results),
         kernel_note=f"built kernel {kernel}", accel=accel.name, duration=b.duration,
         logs=logs,
     )
+
+
+def booted_other(kernel: Path, output: str) -> str:
+    """The infrastructure failure of a guest that ran another kernel than the
+    version ``kernel``'s boot header names (its /proc/version, which the guest
+    prints as "version=..."), or ""."""
+    prefix = "version=Linux version "
+    line = next((ln.strip() for ln in output.splitlines() if ln.startswith(prefix)), "")
+    if not line:
+        return ""
+    text = line.removeprefix(prefix)
+    at = text.rfind(") #")
+    release, version = text.partition(" (")[0], text[at + 2:] if at >= 0 else ""
+    built = bzimage.read(kernel)
+    if built.matches(release, version):
+        return ""
+    return (f"the guest ran {release} {version}, not {built} that the boot header of "
+            f"{kernel} names: the image holds another build's kernel")
 
 
 def _read(path: Path) -> str:
