@@ -381,3 +381,24 @@ def test_builds_name_the_matrix_profiles_that_did_not_pass() -> None:
             "sparse PASS, htmldocs PASS, checkpatch --strict PASS") in " ".join(text.split())
     assert "build kvm-i386 FAIL (VCPU_REGS_R8 undeclared); PASS in 1 other profiles" in \
         " ".join(text.split())
+
+
+@pytest.mark.parametrize(("checks", "says"), [
+    (None, "no kseries check ran on this tip"),
+    ({"applies": "PASS"}, "the last kseries check did not run it"),
+    ({"applies": "PASS", "htmldocs": "FAIL"}, "the htmldocs check gave FAIL on this tip"),
+    ({"applies": "PASS", "htmldocs": "PASS"}, ""),
+])
+def test_not_tested_says_why_htmldocs_is_missing(checks: dict[str, str] | None,
+                                                 says: str) -> None:
+    """The api.rst line of Not tested says whether the check never ran, left htmldocs
+    out, or ran it and saw it fail; and is gone when it passed."""
+    from kseries.submit.evidence import Evidence
+    rec = None if checks is None else reports.Record("findings", "a" * 40, (), checks, (), ())
+    base = bases.resolve("debian:6.12", fx.TEMPLATES, install=False)
+    ev = Evidence(base, "a" * 40, rec, (), ())
+    patches = (PatchSummary(1, "doc", ("Documentation/virt/kvm/api.rst",), 6, 0),)
+    lines = [ln for ln in testing.not_tested(testing.Inputs(ev, (), patches, "the base"))
+             if ln.startswith("make htmldocs")]
+    assert lines == ([f"make htmldocs for Documentation/virt/kvm/api.rst: {says}"]
+                     if says else [])

@@ -263,9 +263,12 @@ def not_tested(i: Inputs) -> list[str]:
                    "runs no SEV guest")
     out.append("KVM-unit-tests: kseries does not run them")
     docs = sorted({f for f in files if f.endswith(".rst")})
-    if docs and (rec is None or rec.checks.get("htmldocs") != PASS):
-        out.append(f"make htmldocs for {', '.join(docs)}: "
-                   "the htmldocs check did not pass on this tip")
+    status = rec.checks.get("htmldocs") if rec is not None else None
+    if docs and status != PASS:
+        why = ("no kseries check ran on this tip" if rec is None else
+               "the last kseries check did not run it" if status is None else
+               f"the htmldocs check gave {status} on this tip")
+        out.append(f"make htmldocs for {', '.join(docs)}: {why}")
     return out
 
 
