@@ -138,11 +138,12 @@ def b4_or_skip() -> str:
 
 
 def gate_met(series: rendering.RenderedSeries, tmp_path: Path) -> list[str]:
-    """v2's gate met: a passing check of the tip, and (FIXTURE) the emulated host's PASS;
-    the ``--results`` arguments that give the latter to submit."""
+    """v2's gate met: a passing check of the tip, and (FIXTURE) the emulated host's PASS
+    and its svm suite run; the ``--results`` arguments that give those to submit."""
     from kseries.check import verdict
-    from testing_fixtures import EMULATED_AMD, lab_results
+    from testing_fixtures import EMULATED_AMD, lab_results, suite_results
 
     verdict.save(series.base, series.tip, {"status": verdict.PASS})
     out = lab_results(tmp_path / "emulated-results", series.base, series.tip, (EMULATED_AMD,))
-    return ["--results", str(out)]
+    svm = suite_results(tmp_path / "emulated-suite", series.base, series.tip)
+    return ["--results", str(out), "--results", str(svm)]

@@ -25,10 +25,11 @@ from kseries.base import bases
 from kseries.build import artifacts, emulator
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
-from kseries.run import harness, inventory
+from kseries.run import harness, inventory, qemu, suite, suiterun
 from kseries.run.inventory import CHECK_MODEL, TestPlan
 from kseries.run.ktap import Status
 from kseries.run.results import RunReport
+from kseries.run.suite import Verdict
 
 pytestmark = pytest.mark.slow
 
@@ -133,6 +134,33 @@ def test_the_unpatched_base_skips(emu: emulator.Emulator, tmp_path: Path) -> Non
     assert outcome(report, NESTED)[:2] == (Status.SKIP, True)
     assert report.hosts[0].model == {"exits": 0, "let_through": 0}
     assert report.exit_code == 0
+
+
+def test_a_suite_runs_on_the_emulated_host(emu: emulator.Emulator, tmp_path: Path) -> None:
+    """`kseries run --suite` boots the emulated host on kseries' QEMU (both kernels), as a
+    TCG AMD host: the series' gate asks for no regression in the svm suite there."""
+    v2 = TEMPLATES / "series" / "v2"
+    artifacts_or_build()
+    art, base_art = built(v2), built(v2, patched=False)
+    assert art.kernel is not None and base_art.kernel is not None
+    names = ["svm_vmcall_test", "svm_int_ctl_test"]
+    inv = inventory.load(KSELFTEST / "hosts.toml")
+    report = suiterun.run_suite(
+        [BLT], PLAN, suite.load_config(KSELFTEST / "hosts.toml", inv.plan.smoke), "svm-two",
+        tests={n: art.selftests[n] for n in names}, out_dir=tmp_path / "suite",
+        kernels=suiterun.Kernels(base_art.kernel, art.kernel), kselftest=KSELFTEST,
+        reporter=RecordingReporter())
+    hs = report.hosts[0]
+    assert not hs.infra, hs.infra
+    assert hs.kinds == ("tcg-amd", "qemu-amd-blt")
+    assert [(c.test, c.verdict) for c in hs.comparisons] == [(n, Verdict.SAME) for n in names]
+    assert all(r.status is Status.PASS for c in hs.comparisons for r in (*c.base, *c.series))
+    assert report.exit_code == 0
+    # Each guest ran on kseries' QEMU: only it writes the model's trace file (no bus
+    # lock in these tests, so the trace itself stays empty).
+    guests = sorted((tmp_path / "suite").rglob("console.log"))
+    assert len(guests) == 2 * len(report.groups)  # both kernels, each shard
+    assert all((g.parent / qemu.MODEL_TRACE).is_file() for g in guests)
 
 
 # Broken series, derived from merged: each edit is one line of a change template.

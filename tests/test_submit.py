@@ -178,9 +178,9 @@ def test_submit_refuses_without_a_check(series_612: RenderedSeries, tmp_path: Pa
     out = tmp_path / "outbox"
     code = main(["submit", "--base", "debian:6.12", "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 2  # the v2 series' [[gate]] rules: the check, the emulated host's PASS
+    assert code == 2  # v2's [[gate]] rules: the check, the emulated host's PASS and suite
     gate = [ln for ln in err.splitlines() if ln.startswith("kseries: gate: ")]
-    assert len(gate) == 2 and "(rule 1 of " in gate[0] and "(rule 2 of " in gate[1]
+    assert len(gate) == 3 and all(f"(rule {n} of " in gate[n - 1] for n in (1, 2, 3))
     assert "has never been checked" in gate[0]
     assert "kseries check --base debian:6.12" in gate[0]
     assert not out.exists()

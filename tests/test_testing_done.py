@@ -192,7 +192,7 @@ def test_the_merged_rules_refuse_without_the_lab_and_pass_with_it(
     assert "Intel host with bus lock detection (rule 3 of " in gate_lines[1]
     assert "emulated AMD host with the Bus Lock Threshold (kseries' CPU model) (rule 4 of " \
         in gate_lines[2]
-    assert "svm KVM selftest suite on a tcg-amd host (rule 5 of " in gate_lines[3]
+    assert "svm KVM selftest suite on a qemu-amd-blt host (rule 5 of " in gate_lines[3]
     assert all("--results DIR" in ln and "--force" in ln for ln in gate_lines)
     assert not box.exists()
     # With the lab's results (FIXTURE: the hosts cannot exist here) and a suite run
@@ -260,8 +260,9 @@ def test_testing_notes_are_the_authors_statement(series_612: RenderedSeries, tmp
                      "it; the host stayed responsive.\n")
     box = tmp_path / "outbox"
     lab = lab_results(tmp_path / "lab", series_612.base, series_612.tip)  # v2: the emulated PASS
+    svm = suite_results(tmp_path / "suite", series_612.base, series_612.tip)  # and its suite
     code = main(["submit", "--base", "debian:6.12", "--testing-notes", str(notes),
-                 "--results", str(lab), "-o", str(box)])
+                 "--results", str(lab), "--results", str(svm), "-o", str(box)])
     assert code == 0, capsys.readouterr().err
     block = block_of(next(box.glob("*0000-*")).read_text())
     assert f"\n\n{testing.AUTHOR}\nBooted a SEV-ES guest" in block
@@ -269,7 +270,7 @@ def test_testing_notes_are_the_authors_statement(series_612: RenderedSeries, tmp
     assert all(len(line) <= 75 for line in block.splitlines())
     # Without the option, kseries writes no statement of its own.
     assert main(["submit", "--base", "debian:6.12", "--results", str(lab),
-                 "-o", str(tmp_path / "plain")]) == 0
+                 "--results", str(svm), "-o", str(tmp_path / "plain")]) == 0
     capsys.readouterr()
     assert testing.AUTHOR not in next((tmp_path / "plain").glob("*0000-*")).read_text()
     empty = tmp_path / "empty.txt"
@@ -288,10 +289,11 @@ def test_gate_rules_are_data(tmp_path: Path) -> None:
     emulated = manifests.HostRule("amd", "bus_lock_threshold", "PASS", evidence="emulated")
     merged = manifests.load(fx.TEMPLATES / "series" / "merged").gate
     assert merged == (manifests.CheckRule("all"), *both, emulated,  # the shipped merged series
-                      manifests.SuiteRule("svm", "tcg-amd"))
+                      manifests.SuiteRule("svm", "qemu-amd-blt"))
     shutil.copytree(fx.TEMPLATES / "series", tmp_path / "series")  # with common/
     t = tmp_path / "series" / "v2"
-    assert manifests.load(t).gate == (manifests.CheckRule("all"), emulated)
+    assert manifests.load(t).gate == (manifests.CheckRule("all"), emulated,
+                                      manifests.SuiteRule("svm", "qemu-amd-blt"))
     text = re.sub(r'\[\[gate\]\]\n(\w+ = "\w+"\n)+', "", (t / "series.toml").read_text())
     (t / "series.toml").write_text(text)
     assert manifests.load(t).gate == manifests.DEFAULT_GATE  # no [[gate]]: the check

@@ -114,14 +114,16 @@ def lab_results(out: Path, base: Base, tip: str,
 
 
 def suite_results(out: Path, base: Base, tip: str) -> Path:
-    """FIXTURE: write ``out`` as `kseries run --suite svm -o out` would on a TCG AMD host
-    for ``tip``: the guests' output is made up (both kernels alike, one known failure);
-    the comparison and the files are kseries' own."""
+    """FIXTURE: write ``out`` as `kseries run --suite svm -o out` would on the emulated
+    AMD host (a TCG AMD host) for ``tip``: the guests' output is made up (both kernels
+    alike, one known failure); the comparison and the files are kseries' own."""
     from kseries.run import ktap, suite, suiteresults, suiterun
     from kseries.run.inventory import QemuSettings
 
-    amd = Host("qemu-amd", "amd", "qemu", frozenset({"svm", "nested"}),
-               qemu=QemuSettings(cpu="EPYC,+svm"))
+    amd = Host("qemu-amd-blt", "amd", "qemu",
+               frozenset({"svm", "nested", "bus_lock_threshold"}),
+               qemu=QemuSettings(cpu="EPYC,+svm,+npt,+bus-lock-threshold",
+                                 emulator="bus-lock-threshold"))
     names = ["svm_vmcall_test", "svm_nested_soft_inject_test"]
     doc = ktap.emit([ktap.TestResult(0, names[0], True),
                      ktap.TestResult(0, names[1], False, "", "exit code 254",
@@ -131,7 +133,7 @@ def suite_results(out: Path, base: Base, tip: str) -> Path:
     config = suite.parse_config({"known_failures": {"tcg-amd": {names[1]: {
         "reason": "TCG does not emulate NRIPS"}}}}, out / "hosts.toml", ())
     runs = {(k, 1): [GuestRun(output=text, accel="tcg")] for k in ("base", "series")}
-    hs = suiterun.judge_host(amd, ("tcg-amd", "qemu-amd"), names, runs, [names], PLAN,
+    hs = suiterun.judge_host(amd, suiterun.host_kinds(amd, "tcg"), names, runs, [names], PLAN,
                              config, out, patched=False)
     report = suiterun.SuiteReport("svm", names, 1, [hs], out, "tcg", 1.0, 1)
     sid = SeriesId("buslock", 2, tip, True, base.label, base.commit, base.describe, "f" * 64,

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kseries.build.emulator import Emulator
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
 from kseries.run import harness, initramfs, ktap, local, qemu, splats, ssh
@@ -92,8 +93,10 @@ class SuiteReport:
 
 
 def host_kinds(host: Host, accel: str) -> tuple[str, ...]:
-    """A host's kind, e.g. "tcg-amd" (qemu under TCG) or "ssh-amd", then its name."""
-    how = accel if host.transport == "qemu" and accel else host.transport
+    """A host's kind, e.g. "tcg-amd" (qemu under TCG; an emulated host always is) or
+    "ssh-amd", then its name."""
+    how = ("tcg" if host.emulated_feature else accel) if host.transport == "qemu" and accel \
+        else host.transport
     return f"{how}-{host.vendor}", host.name
 
 
@@ -145,11 +148,16 @@ def run_suite(
     width = jobs or suite_jobs(hosts)
     per_kernel = shards or width
     chosen: qemu.Accel | None = accel if isinstance(accel, qemu.Accel) else None
-    qemu_hosts = [h for h in hosts if h.transport == "qemu"]
-    if qemu_hosts and chosen is None:
-        chosen = harness.decide_accel(qemu_hosts, kernels.series, kselftest,
+    stock = [h for h in hosts if h.transport == "qemu" and not h.emulated_feature]
+    if stock and chosen is None:
+        chosen = harness.decide_accel(stock, kernels.series, kselftest,
                                       out_dir / "accel-probe", reporter,
                                       accel if isinstance(accel, str) else None)
+    elif chosen is None and any(h.transport == "qemu" for h in hosts):
+        chosen = qemu.Accel("tcg", "the emulated hosts run under TCG")
+    # The emulated hosts boot on kseries' QEMU (built now if this machine has none).
+    emu, emu_why = (harness.emulator_for(kselftest, reporter)
+                    if any(h.emulated_feature for h in hosts) else (None, ""))
     reporter.start("suite", f"{name}: {len(names)} test(s), {rounds} round(s), "
                    f"{len(hosts)} host(s), both kernels, {width} at once")
     groups = shards_of(names, per_kernel)
@@ -176,8 +184,10 @@ def run_suite(
             reporter.update(f"{host.name}: {kernel} kernel, round {r}, "
                             f"shard {s}/{len(groups)}")
         try:
+            if host.emulated_feature and emu is None:
+                raise KseriesError(f"{host.name}: {emu_why or 'no emulator'}")
             return _boot(host, kernel, groups[s - 1] if host.transport == "qemu" else names,
-                         kernels, rds[r, s], chosen, tests, guest, plan, config, work)
+                         kernels, rds[r, s], chosen, tests, guest, plan, config, work, emu)
         except KseriesError as exc:
             return GuestRun(output="", infra_error=str(exc))
         except OSError as exc:
@@ -243,7 +253,8 @@ def _reusable(earlier: SuiteReport | None, hosts: Sequence[Host], names: list[st
 
 def _boot(host: Host, kernel: str, group: list[str], kernels: Kernels, rd: Path,
           accel: qemu.Accel | None, tests: Mapping[str, Path], guest: initramfs.GuestFiles,
-          plan: TestPlan, config: SuiteConfig, work: Path) -> GuestRun:
+          plan: TestPlan, config: SuiteConfig, work: Path,
+          emulator: Emulator | None = None) -> GuestRun:
     image = kernels.base if kernel == BASE else kernels.series
     chosen = {t: tests[t] for t in group}
     if host.transport == "qemu":
@@ -253,7 +264,8 @@ def _boot(host: Host, kernel: str, group: list[str], kernels: Kernels, rd: Path,
         settings = dataclasses.replace(
             host.qemu, memory_mb=max(host.qemu.memory_mb, GUEST_MEMORY_FLOOR + 2 * size_mb),
             timeout=host.qemu.timeout + limits)
-        return qemu.run(dataclasses.replace(host, qemu=settings), image, rd, accel, work)
+        return qemu.run(dataclasses.replace(host, qemu=settings), image, rd, accel, work,
+                        emulator)
     if host.transport == "ssh":
         return ssh.run(host, chosen, guest, work, kernel=image, test_timeout=plan.test_timeout)
     return local.run(host, chosen, guest, work, test_timeout=plan.test_timeout)
