@@ -25,7 +25,7 @@ from kseries.base import bases
 from kseries.build import artifacts, emulator
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
-from kseries.run import harness, inventory, qemu, suite, suiterun
+from kseries.run import harness, inventory, model, qemu, suite, suiterun
 from kseries.run.inventory import CHECK_MODEL, TestPlan
 from kseries.run.ktap import Status
 from kseries.run.results import RunReport
@@ -156,6 +156,12 @@ def test_a_suite_runs_on_the_emulated_host(emu: emulator.Emulator, tmp_path: Pat
     assert [(c.test, c.verdict) for c in hs.comparisons] == [(n, Verdict.SAME) for n in names]
     assert all(r.status is Status.PASS for c in hs.comparisons for r in (*c.base, *c.series))
     assert report.exit_code == 0
+    # Its results say so: emulated, on kseries' model (as Testing done labels them), and
+    # with no count check of the model (the suite runs no feature test).
+    for r in (r for rounds in hs.reports.values() for r in rounds):
+        assert r.evidence == "emulated" and "15.14.5" in model.emulated_by(r.emulator)
+        assert all(t.ok for t in r.tests), [(t.name, t.reason) for t in r.tests if not t.ok]
+        assert CHECK_MODEL not in {t.name for t in r.tests}
     # Each guest ran on kseries' QEMU: only it writes the model's trace file (no bus
     # lock in these tests, so the trace itself stays empty).
     guests = sorted((tmp_path / "suite").rglob("console.log"))

@@ -205,7 +205,8 @@ def run_suite(
                     for k in (BASE, SERIES) for r in range(1, rounds + 1)}
         raw.update({(host.name, k, r): list(v) for (k, r), v in by_round.items()})
         out.append(judge_host(host, host_kinds(host, chosen.name if chosen else ""), names,
-                              by_round, shard_groups, plan, config, out_dir, patched=patched))
+                              by_round, shard_groups, plan, config, out_dir, patched=patched,
+                              emulator=emu if host.emulated_feature else None))
     report = SuiteReport(name, names, rounds, out, out_dir, chosen.name if chosen else "",
                          seconds, width, groups=groups, raw=raw)
     if reused and base_from is not None:
@@ -221,16 +222,20 @@ def run_suite(
 def judge_host(host: Host, kinds: tuple[str, ...], names: Sequence[str],
                runs: Mapping[tuple[str, int], Sequence[GuestRun]],
                groups: Sequence[Sequence[str]], plan: TestPlan, config: SuiteConfig,
-               out_dir: Path, *, patched: bool = True) -> HostSuite:
+               out_dir: Path, *, patched: bool = True,
+               emulator: Emulator | None = None) -> HostSuite:
     """One host's suite from its guests' runs: (kernel, round) -> one run per shard of
-    ``groups``. Each kernel and round is judged as the harness judges a run, then every
-    test and splat is compared."""
+    ``groups``. Each kernel and round is judged as the harness judges a run (on an
+    emulated host, with the ``emulator`` it booted on, and no model count check: the
+    suite runs neither the feature test nor the design checks), then every test and
+    splat is compared."""
     hs = HostSuite(host, kinds, {BASE: [], SERIES: []}, {BASE: [], SERIES: []})
     for (kernel, r), parts in sorted(runs.items(), key=lambda kv: (kv[0][0] != BASE, kv[0][1])):
         work = out_dir / kernel / host.name / f"round{r}"
         hs.reports[kernel].append(harness.judge(
             host, merge(parts, groups), TestPlan(tuple(names), plan.feature, plan.test_timeout),
-            list(names), work, patched=kernel == SERIES and patched, baseline=None))
+            list(names), work, patched=kernel == SERIES and patched, baseline=None,
+            emulator=emulator, model_check=False))
         hs.shard_logs[kernel].append(
             [(list(g), _kernel_log(p)) for p, g in zip(parts, groups, strict=True)])
     _compare(hs, names, config)
