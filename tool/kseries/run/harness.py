@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,15 +162,28 @@ def prepare(
                         f"{len(tests)} test(s)")
         rd = initramfs.build(out_dir / "initramfs.cpio", tests, guest=guest,
                              test_timeout=plan.test_timeout)
-        stock = [h for h in qemu_hosts if not h.emulated_feature]
-        chosen = accel if isinstance(accel, qemu.Accel) else decide_accel(
-            stock, kernel, kselftest, out_dir / "accel-probe", reporter, accel) if stock else (
-            qemu.Accel("tcg", "the emulated hosts run under TCG"))
-    emu, why = None, ""
-    if any(h.emulated_feature for h in hosts):
-        emu, why = emulator_for(kselftest, reporter)
+    chosen, emu, why = qemu_for(hosts, kernel, kselftest, out_dir, reporter, accel)
     return Prepared(kernel, dict(tests), kinds, guest, rd, chosen, plan, emu, why,
                     traits or SeriesTraits())
+
+
+def qemu_for(hosts: Sequence[Host], kernel: Path | None, kselftest: Path, out_dir: Path,
+             reporter: Reporter, accel: str | qemu.Accel | None,
+             ) -> tuple[qemu.Accel | None, emulators.Emulator | None, str]:
+    """What the qemu hosts of a run boot with: the accelerator of the stock ones (a
+    probe boot of ``kernel`` decides, unless ``accel`` is given), and kseries' QEMU
+    for the emulated ones (or why it cannot be had)."""
+    chosen = accel if isinstance(accel, qemu.Accel) else None
+    stock = [h for h in hosts if h.transport == "qemu" and not h.emulated_feature]
+    if stock and chosen is None:
+        assert kernel is not None
+        chosen = decide_accel(stock, kernel, kselftest, out_dir / "accel-probe", reporter,
+                              accel if isinstance(accel, str) else None)
+    elif chosen is None and any(h.transport == "qemu" for h in hosts):
+        chosen = qemu.EMULATED_ACCEL
+    if not any(h.emulated_feature for h in hosts):
+        return chosen, None, ""
+    return chosen, *emulator_for(kselftest, reporter)
 
 
 def emulator_for(kselftest: Path, reporter: Reporter) -> tuple[emulators.Emulator | None, str]:

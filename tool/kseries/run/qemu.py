@@ -199,6 +199,15 @@ def diagnose(b: Boot, timeout: float) -> str:
     return ""
 
 
+EMULATED_ACCEL = Accel("tcg", "the Bus Lock Threshold model runs under TCG")
+
+
+def accel_for(host: Host, accel: Accel) -> Accel:
+    """What ``host``'s guest runs under when the run chose ``accel``: an emulated host's
+    model is TCG code, so it always runs under TCG."""
+    return EMULATED_ACCEL if host.emulated_feature else accel
+
+
 def run(host: Host, kernel: Path, rd: Path, accel: Accel, work: Path,
         emulator: Emulator | None = None) -> GuestRun:
     """Boot ``host``'s QEMU guest once and bring back what it printed.
@@ -207,11 +216,10 @@ def run(host: Host, kernel: Path, rd: Path, accel: Accel, work: Path,
     """
     if host.qemu is None:
         raise KseriesError(f"{host.name}: not a qemu host")
-    if host.emulated_feature:
-        if emulator is None:
-            raise KseriesError(f"{host.name}: kseries' emulator is not built",
-                               hint="kseries build --emulator")
-        accel = Accel("tcg", "the Bus Lock Threshold model runs under TCG")
+    if host.emulated_feature and emulator is None:
+        raise KseriesError(f"{host.name}: kseries' emulator is not built",
+                           hint="kseries build --emulator")
+    accel = accel_for(host, accel)
     b = boot(host.qemu, accel, kernel, rd, work, emulator if host.emulated_feature else None)
     results = b.results if DONE in b.results else b.console
     (work / "qemu.stderr").write_text(b.stderr)

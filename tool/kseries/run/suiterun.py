@@ -93,10 +93,9 @@ class SuiteReport:
 
 
 def host_kinds(host: Host, accel: str) -> tuple[str, ...]:
-    """A host's kind, e.g. "tcg-amd" (qemu under TCG; an emulated host always is) or
-    "ssh-amd", then its name."""
-    how = ("tcg" if host.emulated_feature else accel) if host.transport == "qemu" and accel \
-        else host.transport
+    """A host's kind, e.g. "tcg-amd" (qemu under TCG) or "ssh-amd", then its name;
+    ``accel``: what the host's guests ran under."""
+    how = accel if host.transport == "qemu" and accel else host.transport
     return f"{how}-{host.vendor}", host.name
 
 
@@ -147,17 +146,9 @@ def run_suite(
     guest = initramfs.GuestFiles.from_dir(kselftest)
     width = jobs or suite_jobs(hosts)
     per_kernel = shards or width
-    chosen: qemu.Accel | None = accel if isinstance(accel, qemu.Accel) else None
-    stock = [h for h in hosts if h.transport == "qemu" and not h.emulated_feature]
-    if stock and chosen is None:
-        chosen = harness.decide_accel(stock, kernels.series, kselftest,
-                                      out_dir / "accel-probe", reporter,
-                                      accel if isinstance(accel, str) else None)
-    elif chosen is None and any(h.transport == "qemu" for h in hosts):
-        chosen = qemu.Accel("tcg", "the emulated hosts run under TCG")
     # The emulated hosts boot on kseries' QEMU (built now if this machine has none).
-    emu, emu_why = (harness.emulator_for(kselftest, reporter)
-                    if any(h.emulated_feature for h in hosts) else (None, ""))
+    chosen, emu, emu_why = harness.qemu_for(hosts, kernels.series, kselftest, out_dir,
+                                            reporter, accel)
     reporter.start("suite", f"{name}: {len(names)} test(s), {rounds} round(s), "
                    f"{len(hosts)} host(s), both kernels, {width} at once")
     groups = shards_of(names, per_kernel)
@@ -204,7 +195,8 @@ def run_suite(
                     [runs[j] for j in jobs_list if j[:3] == (host.name, k, r)]
                     for k in (BASE, SERIES) for r in range(1, rounds + 1)}
         raw.update({(host.name, k, r): list(v) for (k, r), v in by_round.items()})
-        out.append(judge_host(host, host_kinds(host, chosen.name if chosen else ""), names,
+        ran_under = qemu.accel_for(host, chosen).name if chosen else ""
+        out.append(judge_host(host, host_kinds(host, ran_under), names,
                               by_round, shard_groups, plan, config, out_dir, patched=patched,
                               emulator=emu if host.emulated_feature else None))
     report = SuiteReport(name, names, rounds, out, out_dir, chosen.name if chosen else "",
