@@ -32,7 +32,7 @@ from conftest_harness import (
     sshd_fixture,  # noqa: F401  (the "sshd" fixture)
     static_program,
 )
-from kseries.run import bzimage
+from kseries.build import bzimage
 from lab_vm import HOOK, LabKeys, LabMachine, build_rootfs, lab_machine, make_keys
 
 pytestmark = pytest.mark.slow

@@ -29,10 +29,10 @@ from conftest_harness import (
     static_program,
 )
 from kseries.base import bases
-from kseries.build import kbuild, profiles
+from kseries.build import bzimage, kbuild, profiles
 from kseries.errors import KseriesError
 from kseries.progress import RecordingReporter
-from kseries.run import bzimage, harness, initramfs, inventory, ktap, qemu, results
+from kseries.run import harness, initramfs, inventory, ktap, qemu, results
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.ktap import Status
 from kseries.run.outcome import evaluate

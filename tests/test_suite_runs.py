@@ -38,10 +38,10 @@ from conftest_harness import (
     static_program,
 )
 from kseries.base import bases
-from kseries.build import artifacts, suitetests
+from kseries.build import artifacts, bzimage, suitetests
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter
-from kseries.run import bzimage, qemu, suite, suiteresults, suiterun
+from kseries.run import qemu, suite, suiteresults, suiterun
 from kseries.run.identity import SeriesId
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.suite import Verdict

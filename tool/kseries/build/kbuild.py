@@ -31,7 +31,7 @@ from kseries import proc
 from kseries.base import workspace
 from kseries.base.bases import Base
 from kseries.base.cache import cache_root, file_lock, write_atomic
-from kseries.build import profiles
+from kseries.build import bzimage, profiles
 from kseries.build.profiles import Profile
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter, Reporter
@@ -130,10 +130,6 @@ def make(b: Build, *targets: str, log: str, w1: bool = False,
 IMAGE = "bzImage"
 IMAGE_PAYLOAD = "arch/x86/boot/compressed/vmlinux.bin.*"
 PIGGY = "arch/x86/boot/compressed/piggy.o"
-# x86 boot protocol (Documentation/arch/x86/boot.rst): setup_sects at 0x1F1, the
-# header magic at 0x202, payload_offset and payload_length at 0x248 and 0x24C,
-# the offset counted from the protected-mode code, (setup_sects + 1) * 512 bytes in.
-SETUP_SECTS_AT, HDR_MAGIC_AT, PAYLOAD_AT = 0x1F1, 0x202, 0x248
 
 
 def make_targets(b: Build, *targets: str, log: str) -> None:
@@ -168,13 +164,11 @@ def check_image(out: Path, *, fail: bool = True) -> bool:
         payload = made[-1].read_bytes() if made else b""
     except OSError as exc:
         raise KseriesError(f"{image}: cannot read the built kernel ({exc.strerror})") from exc
-    if data[HDR_MAGIC_AT:HDR_MAGIC_AT + 4] != b"HdrS" or not payload:
+    carried = bzimage.payload(data)
+    if carried is None or not payload:
         raise KseriesError(f"{image}: no x86 boot header or no compressed vmlinux beside it",
                            hint=f"remove {out} and build again")
-    pm = ((data[SETUP_SECTS_AT] or 4) + 1) * 512
-    offset = int.from_bytes(data[PAYLOAD_AT:PAYLOAD_AT + 4], "little")
-    length = int.from_bytes(data[PAYLOAD_AT + 4:PAYLOAD_AT + 8], "little")
-    if data[pm + offset:pm + offset + length] == payload:
+    if carried == payload:
         return True
     if fail:
         raise KseriesError(f"{image}: its payload is not {made[-1].name} of this build "

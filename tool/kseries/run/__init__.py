@@ -5,8 +5,8 @@ Takes a host inventory, a kernel and selftest binaries, and gives a
 inventory.py reads the hosts and their expectations; harness.py runs hosts in
 parallel; qemu.py, ssh.py and local.py are the transports, initramfs.py the
 guest's archive; outcome.py judges what a host printed; ktap.py parses and
-writes KTAP; results.py writes JSON, JUnit XML and KTAP; bzimage.py reads the
-version a bzImage carries (the ssh lifecycle checks the booted kernel against
+writes KTAP; results.py writes JSON, JUnit XML and KTAP; build/bzimage.py gives
+the version a bzImage carries (ssh and qemu check the booted kernel against
 it); lava.py writes LAVA job definitions and lava_results.py reads what a LAVA
 job recorded back into a run's report.
 """

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kseries import proc
+from kseries.build import bzimage
 from kseries.build.emulator import Emulator
 from kseries.errors import KseriesError
-from kseries.run import bzimage, initramfs
+from kseries.run import initramfs
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.outcome import DONE, GuestRun
 

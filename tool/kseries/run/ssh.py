@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kseries import proc
+from kseries.build import bzimage
 from kseries.errors import KseriesError
-from kseries.run import bzimage
 from kseries.run.initramfs import GuestFiles
 from kseries.run.inventory import Host, SshSettings
 from kseries.run.outcome import GuestRun, tail

@@ -1,4 +1,5 @@
-"""Which kernel a bzImage is: the version string in its x86 boot header.
+"""Which kernel a bzImage is: the version string in its x86 boot header, and
+the compressed kernel it carries.
 
 The setup header (Documentation/arch/x86/boot.rst) has the magic "HdrS" at
 0x202 and, at 0x20E, the offset (minus 0x200) of a NUL-terminated string:
@@ -18,6 +19,9 @@ from kseries.errors import KseriesError
 MAGIC_AT, MAGIC = 0x202, b"HdrS"
 VERSION_PTR_AT = 0x20E
 SETUP_BASE = 0x200
+# setup_sects at 0x1F1 (0 means 4); payload_offset and payload_length at 0x248 and
+# 0x24C, the offset counted from the protected-mode code, (setup_sects + 1) * 512 in.
+SETUP_SECTS_AT, PAYLOAD_AT = 0x1F1, 0x248
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,14 @@ def read(path: Path) -> KernelVersion:
     if not release or not sep or hash_at < 0:
         raise KseriesError(f"{path}: no kernel version string in the boot header ({text!r})")
     return KernelVersion(release, rest[hash_at + 2:].strip())
+
+
+def payload(data: bytes) -> bytes | None:
+    """The compressed kernel a bzImage's bytes carry (what its build's piggy.o took
+    in), or None when ``data`` has no x86 boot header."""
+    if data[MAGIC_AT:MAGIC_AT + 4] != MAGIC:
+        return None
+    pm = ((data[SETUP_SECTS_AT] or 4) + 1) * 512
+    offset = int.from_bytes(data[PAYLOAD_AT:PAYLOAD_AT + 4], "little")
+    length = int.from_bytes(data[PAYLOAD_AT + 4:PAYLOAD_AT + 8], "little")
+    return data[pm + offset:pm + offset + length]
