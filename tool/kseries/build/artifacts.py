@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +59,14 @@ def keep(b: kbuild.Build, selftests: dict[str, Path], record: Path) -> dict[str,
     kernel = b.out / "arch/x86/boot/bzImage"
     if kernel.exists():
         wanted[KERNEL] = kernel
+    return copy_into(dest, wanted)
+
+
+def copy_into(dest: Path, files: Mapping[str, Path]) -> dict[str, Path]:
+    """Copy ``files`` (name -> path) into ``dest``, each under its file name and whole
+    or not at all: name -> the copy."""
     kept = {}
-    for name, path in wanted.items():
+    for name, path in files.items():
         target = dest / path.name
         tmp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(path, tmp)

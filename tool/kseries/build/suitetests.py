@@ -12,9 +12,7 @@ them (static) takes about 15 s on two cores.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,13 +57,7 @@ def binaries(base: Base, templates: Path, series: str, names: Sequence[str]) -> 
         made = _make(b, test_dir, names)
         dest = record.with_name(record.name.removesuffix(".json") + ".kept")
         dest.mkdir(parents=True, exist_ok=True)
-        kept = dict(have)
-        for name, path in made.items():
-            tmp = dest / f".{name}.tmp"
-            shutil.copyfile(path, tmp)
-            shutil.copymode(path, tmp)
-            os.replace(tmp, dest / name)
-            kept[name] = dest / name
+        kept = {**have, **artifacts.copy_into(dest, made)}
         write_atomic(record, json.dumps({"commit": built.commit, "selftests": {
             k: str(v) for k, v in kept.items()}}, indent=2) + "\n")
     missing = [n for n in names if n not in kept]
