@@ -91,6 +91,52 @@ def test_a_test_known_to_be_flaky_on_the_host_kind() -> None:
     assert config.flaky_reason(("kvm-amd",), "t") == ""
 
 
+def test_a_known_failure_that_passed_on_the_base_once_is_flaky() -> None:
+    line = "x86_64/apic_bus_clock_test.c:91: freq < apic_hz * 105 / 100"
+    known = KnownFailure("apic_bus_clock_test", "TCG's clock is off", line)
+    failing = rs(F, reason=f"FAIL: {line}")
+    c = compare("apic_bus_clock_test", rs(P), failing, known, "tcg-amd")
+    assert c.verdict is Verdict.FLAKY and not c.fails_run
+    assert c.why.startswith("fails as expected on tcg-amd (TCG's clock is off) on the series, "
+                            "and passed on the base this time")
+    # Another failure of the same test is no known one: a regression.
+    other = compare("apic_bus_clock_test", rs(P), rs(F, reason="FAIL: other.c:1: x"), known,
+                    "tcg-amd")
+    assert other.verdict is Verdict.REGRESSION
+    # Nor is a known failure's test timing out (ERROR) instead of failing its assertion.
+    hang = compare("apic_bus_clock_test", rs(P), rs(E, reason=f"TIMEOUT {line}"), known)
+    assert hang.verdict is Verdict.REGRESSION
+
+
+def test_a_series_only_failure_counts_when_its_reruns_fail_again() -> None:
+    first = compare("t", rs(P), rs(F, reason="a.c:1: x == 1"))
+    assert first.verdict is Verdict.REGRESSION
+    # It fails again on the series, never on the base: still a regression, with the reruns.
+    again = suite.confirm(first, rs(P, P), rs(F, P, reason="a.c:1: x == 1"))
+    assert again.verdict is Verdict.REGRESSION and again.fails_run
+    assert again.why.endswith("run again alone 2 time(s) on each kernel: failed 1 of 2 on "
+                              "the series, passed 2/2 on the base")
+    assert [r.rerun for r in again.series] == [False, True, True]
+    assert len(again.base) == 3
+    # It does not fail again: flaky, not a regression, and the rates say why.
+    gone = suite.confirm(first, rs(P, P), rs(P, P))
+    assert gone.verdict is Verdict.FLAKY and not gone.fails_run
+    assert gone.why.startswith("did not fail again: fails on the series")
+    assert gone.why.endswith("pass rate 2/2 on the base, 2/2 on the series")
+    # It fails on the base as well when run again: the host's, not the series'.
+    both = suite.confirm(first, rs(F, P, reason="a.c:1: x == 1"), rs(F, F, reason="a.c:1: x"))
+    assert both.verdict is Verdict.FLAKY
+
+
+def test_reruns_are_data() -> None:
+    config = suite.load_config(ROOT / "kselftest" / "hosts.toml", ())
+    assert config.reruns == 2
+    assert suite.parse_config({"tests": {"reruns": 0}}, Path("h.toml"), ()).reruns == 0
+    for bad in (-1, "2", True):
+        with pytest.raises(KseriesError, match=r"h.toml: \[tests\] reruns must be a whole"):
+            suite.parse_config({"tests": {"reruns": bad}}, Path("h.toml"), ())
+
+
 def test_a_test_run_on_one_kernel_only_is_not_compared() -> None:
     assert compare("t", [], rs(P)).verdict is Verdict.NOT_COMPARED
     counts = suite.counts([compare("t", [], rs(P)), compare("u", rs(P), rs(P))])

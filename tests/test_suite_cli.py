@@ -68,7 +68,12 @@ def test_repeat_must_be_positive_and_goes_with_a_suite(tmp_path: Path,
     line = one_error(capsys, suite_argv(tmp_path, "--suite", "all", "--repeat", "0"))
     assert line == "--repeat 0: a suite runs at least once: --repeat 1 or more"
     line = one_error(capsys, suite_argv(tmp_path, "--repeat", "3"))
-    assert line.startswith("--repeat and --shards go with --suite")
+    assert line.startswith("--repeat, --reruns and --shards go with --suite")
+    line = one_error(capsys, suite_argv(tmp_path, "--reruns", "1"))
+    assert line.startswith("--repeat, --reruns and --shards go with --suite")
+    line = one_error(capsys, suite_argv(tmp_path, "--suite", "all", "--reruns", "-1"))
+    assert line == ("--reruns -1: a number of times, 0 or more: --reruns 0 judges a failure "
+                    "as it came")
 
 
 def test_a_suite_named_twice_or_with_its_tests_runs_each_test_once(base_612: bases.Base) -> None:

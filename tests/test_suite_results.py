@@ -132,6 +132,51 @@ def test_a_clean_suite_meets_the_gate_and_says_so(tmp_path: Path) -> None:
             "same 4" in words)
 
 
+def rerun(tmp: Path, hs: suiterun.HostSuite, series: str, base: str = "PASS") -> None:
+    """Two reruns of ``c`` (the series-only failure) on each kernel: its results there."""
+    reran = {suiterun.Job("qemu-amd", k, n, 0, ("c",), tmp / "rd"): guest({"c": status}, [])
+             for n in (2, 3) for k, status in (("base", base), ("series", series))}
+    suiterun.confirm_host(hs, reran, PLAN, CONFIG, tmp / "res", patched=False)
+
+
+def test_a_failure_that_does_not_fail_again_is_flaky_and_said_so(tmp_path: Path) -> None:
+    hs = host_suite(tmp_path, {"a": "PASS", "b": "FAIL", "c": "FAIL", "d": "SKIP"}, [])
+    rerun(tmp_path, hs, "PASS")
+    c = next(c for c in hs.comparisons if c.test == "c")
+    assert c.verdict is suite.Verdict.FLAKY and not hs.regressions
+    assert [r.status.value for r in c.series] == ["FAIL", "PASS", "PASS"]
+    rec = written(tmp_path, hs)
+    data = json.loads((tmp_path / "res" / "suite.json").read_text())
+    entry = next(t for t in data["hosts"][0]["tests"] if t["test"] == "c")
+    assert [r["rerun"] for r in entry["series"]] == [False, True, True]
+    assert data["exit_code"] == 0
+    s = rec.suite.host("qemu-amd")  # type: ignore[union-attr]
+    assert s is not None and s.clean and [t for t, _ in s.flaky] == ["c"]
+    (state,) = gate.evaluate([SuiteRule("all", "tcg-amd")], evidence(rec))
+    assert state.met
+    words = " ".join(" ".join(testing.suite_host_lines(rec, rec.hosts[0])).split())
+    assert ("flaky, not counted as a regression: c: did not fail again: fails on the series "
+            "(FAIL: c.c:9: x == 1)") in words
+    assert "pass rate 2/2 on the base, 2/2 on the series" in words
+
+
+def test_a_failure_that_fails_again_stays_a_regression(tmp_path: Path) -> None:
+    hs = host_suite(tmp_path, {"a": "PASS", "b": "FAIL", "c": "FAIL", "d": "SKIP"}, [])
+    rerun(tmp_path, hs, "FAIL")
+    (c,) = hs.regressions
+    assert c.test == "c" and c.why.endswith("failed 2 of 2 on the series, passed 2/2 on the base")
+    assert written(tmp_path, hs).suite.host("qemu-amd").regressions == ("c",)  # type: ignore
+
+
+def test_a_rerun_that_did_not_finish_confirms_nothing(tmp_path: Path) -> None:
+    hs = host_suite(tmp_path, {"a": "PASS", "b": "FAIL", "c": "FAIL", "d": "SKIP"}, [])
+    reran = {suiterun.Job("qemu-amd", k, 2, 0, ("c",), tmp_path / "rd"):
+             GuestRun(output="", infra_error="qemu died") for k in ("base", "series")}
+    suiterun.confirm_host(hs, reran, PLAN, CONFIG, tmp_path / "res", patched=False)
+    (c,) = hs.regressions
+    assert "not confirmed, its reruns did not finish" in c.why and "qemu died" in c.why
+
+
 def test_the_suite_rule_is_data() -> None:
     rules = _gate([{"suite": "all", "on": "tcg-amd"}, {"check": "all"}], Path("series.toml"))
     assert rules[0] == SuiteRule("all", "tcg-amd")

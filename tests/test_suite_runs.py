@@ -14,8 +14,10 @@
   was running, which itself passed. The base kernel's guests are those of the
   whole-suite run (the same binaries and shards), not run again.
 - A test made flaky on purpose: stand-in programs (not KVM selftests, said so
-  here) fail in chosen rounds: one on both kernels (FLAKY), one on the series'
-  kernel only (a regression with its rate).
+  here) fail in chosen rounds: one on both kernels (FLAKY); two on the series'
+  kernel only, in round 3 of 3, which then run again alone twice on each
+  kernel: the one that fails again is a regression with its rate, the one that
+  does not is FLAKY.
 """
 
 from __future__ import annotations
@@ -224,18 +226,20 @@ int main(void) {
     return 0;
 }
 """
-SERIES_ONCE = r"""
+SERIES_ONLY = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
-/* A stand-in, not a KVM selftest: fails in round 3 on the series' kernel (known by
-   its build version, SERIES_VERSION), and never on the base's. */
+/* A stand-in, not a KVM selftest: fails on the series' kernel (known by its build
+   version, SERIES_VERSION) in round 3, and with FROM_ROUND_3 in every round after it
+   too (the reruns are rounds 4 and 5); never on the base's. */
 int main(void) {
     const char *round = getenv("KSERIES_ROUND");
+    int r = round ? atoi(round) : 0;
     struct utsname u;
     int series = uname(&u) == 0 && strcmp(u.version, SERIES_VERSION) == 0;
-    if (round && strcmp(round, "3") == 0 && series) { puts("stand-in: failing"); return 1; }
+    if (series && (r == 3 || (FROM_ROUND_3 && r > 3))) { puts("stand-in: failing"); return 1; }
     return 0;
 }
 """
@@ -247,20 +251,32 @@ def test_a_flaky_test_is_flaky_and_a_new_rare_failure_a_regression(
     if version == bzimage.read(vm.base).version:
         pytest.skip("the two kernels carry the same build version: rebuild one of them")
     quoted = version.replace("\\", "\\\\").replace('"', '\\"')
+
+    def series_only(name: str, from_round_3: int) -> Path:
+        return static_program(tmp_path, name, f'#define SERIES_VERSION "{quoted}"\n'
+                              f"#define FROM_ROUND_3 {from_round_3}\n" + SERIES_ONLY)
+
     tests = {"standin_flaky": static_program(tmp_path, "standin_flaky", FLAKY),
-             "standin_series_once": static_program(
-                 tmp_path, "standin_series_once",
-                 f'#define SERIES_VERSION "{quoted}"\n' + SERIES_ONCE)}
+             "standin_series_once": series_only("standin_series_once", 0),
+             "standin_series_again": series_only("standin_series_again", 1)}
     report = suiterun.run_suite([AMD], PLAN, CONFIG, "standins", tests=tests,
                                 out_dir=tmp_path / "res", rounds=3, shards=1,
                                 kernels=suiterun.Kernels(vm.base, vm.patched),
                                 kselftest=KSELFTEST, reporter=NullReporter(), accel=TCG,
-                                patched=vm.series == "v2")
+                                patched=vm.series == "v2", reruns=2)
     hs = report.hosts[0]
     assert not hs.infra, hs.infra
     by = {c.test: c for c in hs.comparisons}
     assert by["standin_flaky"].verdict is Verdict.FLAKY
     assert by["standin_flaky"].why == "pass rate 2/3 on the base, 2/3 on the series"
+    # A new failure in 1 of 3 rounds that fails again when run again: a regression.
+    again = by["standin_series_again"]
+    assert again.verdict is Verdict.REGRESSION and "fails 1 of 3 rounds" in again.why
+    assert again.why.endswith("failed 2 of 2 on the series, passed 2/2 on the base")
+    assert [r.status.value for r in again.series] == ["PASS", "PASS", "FAIL", "FAIL", "FAIL"]
+    # One that does not fail again (it ran, alone, twice more on each kernel): flaky.
     once = by["standin_series_once"]
-    assert once.verdict is Verdict.REGRESSION and "fails 1 of 3 rounds" in once.why
+    assert once.verdict is Verdict.FLAKY and once.why.startswith("did not fail again")
+    assert [r.rerun for r in once.base] == [False, False, False, True, True]
+    assert (tmp_path / "res" / "series" / "qemu-amd" / "rerun4").is_dir()
     assert report.exit_code == 2

@@ -233,8 +233,9 @@ def identify(args: argparse.Namespace, kernel: Path | None, *,
 def cmd_run(args: argparse.Namespace) -> int:
     inv = inventory.load(args.hosts)
     hosts = inv.select(args.host)
-    if args.suite is None and (args.repeat != 1 or args.shards is not None):
-        raise KseriesError("--repeat and --shards go with --suite",
+    if args.suite is None and (args.repeat != 1 or args.shards is not None
+                               or args.reruns is not None):
+        raise KseriesError("--repeat, --reruns and --shards go with --suite",
                            hint="e.g. kseries run --suite all --repeat 3")
     if args.suite is not None:
         return cmd_suite(args, inv, hosts, HostBoard([h.name for h in hosts]),

@@ -41,6 +41,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    "every x86 KVM selftest the base builds) or test names")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="with --suite: run it N times per kernel, to tell flaky tests apart")
+    p.add_argument("--reruns", type=int, metavar="N",
+                   help="with --suite: run a test that failed on the series alone N more times "
+                   "on both kernels before calling it a regression (default: the inventory's "
+                   "[tests] reruns; 0: judge it as it came)")
     p.add_argument("--shards", type=int, metavar="N",
                    help="with --suite: guests per host and kernel (default: as wide as -j)")
 
@@ -71,6 +75,9 @@ def cmd_suite(args: argparse.Namespace, inv: inventory.Inventory,
     if args.repeat < 1:
         raise KseriesError(f"--repeat {args.repeat}: a suite runs at least once",
                            hint="--repeat 1 or more")
+    if args.reruns is not None and args.reruns < 0:
+        raise KseriesError(f"--reruns {args.reruns}: a number of times, 0 or more",
+                           hint="--reruns 0 judges a failure as it came")
     if args.shards is not None and args.shards < 1:
         raise KseriesError(f"--shards {args.shards}: at least one guest", hint="--shards 1")
     if args.lava or args.lava_results or args.baseline:
@@ -97,7 +104,7 @@ def cmd_suite(args: argparse.Namespace, inv: inventory.Inventory,
         hosts, inv.plan, config, name, reporter=reporter, rounds=args.repeat, jobs=args.jobs,
         shards=args.shards, accel=args.accel, out_dir=args.output, kselftest=KSELFTEST,
         kernels=suiterun.Kernels(args.baseline_kernel, args.kernel), tests=tests,
-        patched=not args.unpatched)
+        patched=not args.unpatched, reruns=args.reruns)
     ids = {suiterun.BASE: identify(args.baseline_kernel, False),
            suiterun.SERIES: identify(args.kernel, not args.unpatched)}
     suiteresults.write(report, ids, {suiterun.BASE: args.baseline_kernel,

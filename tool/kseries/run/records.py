@@ -69,6 +69,7 @@ class SuiteHostRecord:
     splat_regressions: tuple[str, ...]  # "identity (where)"
     infra: tuple[str, ...]  # the runs that failed as infrastructure
     known: tuple[tuple[str, str], ...]  # (test, reason) of the known failures it showed
+    flaky: tuple[tuple[str, str], ...] = ()  # (test, why) of the tests found flaky
 
     @property
     def clean(self) -> bool:
@@ -141,7 +142,9 @@ def _suite(path: Path) -> SuiteRecord | None:
         tuple(str(t) for t in h.get("infra", [])),
         tuple((str(t["test"]), str(t["known_failure"]["reason"])) for t in h.get("tests", [])
               if t.get("known_failure") and t.get("series")
-              and t["series"][0].get("status") in ("FAIL", "ERROR")))
+              and t["series"][0].get("status") in ("FAIL", "ERROR")),
+        tuple((str(t["test"]), str(t.get("why", ""))) for t in h.get("tests", [])
+              if t.get("verdict") == "flaky"))
         for h in d.get("hosts", []))
     return SuiteRecord(str(d.get("suite", "")), len(d.get("tests", [])),
                        int(d.get("rounds", 1)), hosts)

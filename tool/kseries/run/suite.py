@@ -15,6 +15,7 @@ same / regression / fixed / flaky / changed. Only a regression fails a run.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class SuiteConfig:
     timeouts: dict[str, int]  # test -> seconds, where the default is not enough
     allowlist: tuple[AllowedSplat, ...] = ()
     flaky: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> test -> reason
+    reruns: int = 2  # times a series-only failure runs again on both kernels ([tests] reruns)
 
     def names(self) -> list[str]:
         return [ALL, *self.suites]
@@ -145,7 +147,11 @@ def parse_config(data: dict[str, Any], path: Path, smoke: Sequence[str]) -> Suit
             if not isinstance(why, str) or not why:
                 raise KseriesError(f"{path}: flaky.{kind}.{test} must be its reason (a string)")
             flaky[kind][test] = why
-    return SuiteConfig(path, suites, known, timeouts, tuple(allow), flaky)
+    reruns = _as_table(data.get("tests", {}), path, "tests").get("reruns", 2)
+    if not isinstance(reruns, int) or isinstance(reruns, bool) or reruns < 0:
+        raise KseriesError(f"{path}: [tests] reruns must be a whole number, 0 or more",
+                           hint="e.g. reruns = 2 (0: a failure is judged as it came)")
+    return SuiteConfig(path, suites, known, timeouts, tuple(allow), flaky, reruns)
 
 
 def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -181,6 +187,7 @@ class Result:
     reason: str = ""
     output: tuple[str, ...] = ()
     seconds: float = 0.0
+    rerun: bool = False  # a rerun of a series-only failure (suiterun), not a round
 
     @property
     def failure(self) -> str:
@@ -247,6 +254,14 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
         return Comparison(test, Verdict.FLAKY, b, s,
                           f"known to be flaky on {kind} ({flaky}): pass rate {rate(b)} on the "
                           f"base, {rate(s)} on the series ({s_fail[0].failure})")
+    if s_fail and not b_fail and known is not None and known.line and all(
+            r.status is Status.FAIL and known.explains(r.text) for r in s_fail):
+        # A known failure that passed on the base this time: the host's failure, which
+        # comes and goes (a timing test under TCG), not the series'.
+        return Comparison(test, Verdict.FLAKY, b, s,
+                          f"fails as expected on {kind} ({known.reason}) on the series, and "
+                          f"passed on the base this time: pass rate {rate(b)} on the base, "
+                          f"{rate(s)} on the series", known)
     if s_fail and not b_fail:
         first = s_fail[0]
         how = "fails" if len(s_fail) == len(s) else f"fails {len(s_fail)} of {len(s)} rounds"
@@ -280,6 +295,25 @@ def compare(test: str, base: Sequence[Result], series: Sequence[Result],
                           "series")
     detail = f" ({s[0].reason})" if s_one is Status.SKIP and s[0].reason else ""
     return Comparison(test, Verdict.SAME, b, s, f"{s_one} on both{detail}")
+
+
+def confirm(c: Comparison, base: Sequence[Result], series: Sequence[Result],
+            kind: str = "", flaky: str = "") -> Comparison:
+    """The regression ``c`` once its test ran again alone on both kernels (``base`` and
+    ``series``: those reruns). It stays a regression when the reruns show it too (the
+    test fails again on the series, never on the base); otherwise it did not
+    reproduce and is FLAKY. Either way every result is kept, the reruns marked."""
+    again = compare(c.test, base, series, c.known, kind, flaky)
+    b = [*c.base, *(dataclasses.replace(r, rerun=True) for r in base)]
+    s = [*c.series, *(dataclasses.replace(r, rerun=True) for r in series)]
+    n = len(series)
+    if again.verdict is Verdict.REGRESSION:
+        return dataclasses.replace(c, base=b, series=s, why=(
+            f"{c.why}; run again alone {n} time(s) on each kernel: failed "
+            f"{len(_fails(series))} of {n} on the series, passed {rate(base)} on the base"))
+    return dataclasses.replace(c, verdict=Verdict.FLAKY, base=b, series=s, why=(
+        f"did not fail again: {c.why}; then run again alone {n} time(s) on each kernel: "
+        f"pass rate {rate(base)} on the base, {rate(series)} on the series"))
 
 
 def counts(comparisons: Sequence[Comparison]) -> dict[str, int]:

@@ -3,7 +3,8 @@
 In the results directory::
 
     suite.json            the suite, its rounds, and per host: the counts, each
-                          test's verdict with its results on both kernels (a
+                          test's verdict with its results on both kernels (the
+                          reruns of a series-only failure marked "rerun"; a
                           regression with its KTAP lines and the kernel log
                           around it), and the splats sorted like the tests
     suite.ktap            one KTAP document: per host, a test is "ok" unless
@@ -14,6 +15,7 @@ In the results directory::
                           submit reads it as a run of the tip)
     baseline/             the same of the unpatched base's first round
     base/, series/        every round's guests: console, results, KTAP, dmesg
+                          (<host>/round<N>/shard<M>/; a rerun's in <host>/rerun<N>/)
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def window(log: str, test: str, limit: int = AROUND) -> list[str]:
 
 
 def _result(r: Result) -> dict[str, Any]:
-    return {"status": r.status.value, "reason": r.reason, "seconds": r.seconds}
+    return {"status": r.status.value, "reason": r.reason, "seconds": r.seconds,
+            "rerun": r.rerun}
 
 
 def comparison_dict(hs: HostSuite, c: Comparison) -> dict[str, Any]:
@@ -104,6 +107,7 @@ def host_dict(hs: HostSuite) -> dict[str, Any]:
 def suite_dict(report: SuiteReport) -> dict[str, Any]:
     return {
         "schema": SCHEMA, "suite": report.name, "tests": report.tests, "rounds": report.rounds,
+        "reruns": report.reruns,
         "accel": report.accel, "jobs": report.jobs, "seconds": round(report.seconds, 1),
         "exit_code": report.exit_code, "notes": report.notes,
         "hosts": [host_dict(h) for h in report.hosts],

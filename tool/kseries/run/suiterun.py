@@ -29,7 +29,7 @@ from kseries.progress import Reporter
 from kseries.run import harness, initramfs, ktap, local, qemu, splats, ssh
 from kseries.run.inventory import Host, Kind, TestPlan
 from kseries.run.outcome import DONE, GuestRun, HostReport, parse_output, section
-from kseries.run.suite import Comparison, Result, SuiteConfig, compare
+from kseries.run.suite import Comparison, Result, SuiteConfig, compare, confirm
 
 BASE, SERIES = "base", "series"
 ROUND_ENV = "KSERIES_ROUND"  # the round (1..N) of a repeated run, in every test's environment
@@ -43,6 +43,31 @@ GUEST_MEMORY_FLOOR = 2048
 class Kernels:
     base: Path  # the unpatched base's bzImage
     series: Path  # the series' bzImage
+
+
+@dataclass(frozen=True)
+class Job:
+    """One guest: a host, a kernel, a round (past the rounds: a rerun) and a shard (0: a
+    rerun's one guest), with its tests and initramfs."""
+
+    host: str
+    kernel: str
+    round: int
+    shard: int
+    tests: tuple[str, ...]
+    rd: Path
+
+    @property
+    def where(self) -> str:
+        """Its directory under the kernel's and host's."""
+        if self.shard == 0:
+            return f"rerun{self.round}"
+        return f"round{self.round}/shard{self.shard}"
+
+    @property
+    def label(self) -> str:
+        return f"rerun (round {self.round})" if self.shard == 0 else \
+            f"round {self.round}, shard {self.shard}"
 
 
 @dataclass
@@ -81,6 +106,7 @@ class SuiteReport:
     groups: list[list[str]] = field(default_factory=list)  # the shards' tests
     # (host, kernel, round) -> each shard's guest run, as it came back
     raw: dict[tuple[str, str, int], list[GuestRun]] = field(default_factory=dict)
+    reruns: int = 0  # times a series-only failure was to run again on each kernel
 
     @property
     def exit_code(self) -> int:
@@ -129,6 +155,7 @@ def run_suite(
     accel: str | qemu.Accel | None = None,
     patched: bool = True,
     base_from: SuiteReport | None = None,
+    reruns: int | None = None,
 ) -> SuiteReport:
     """Run ``tests`` (name -> binary, in this order) ``rounds`` times on both kernels of
     every host, and compare each test and each kernel message, host by host.
@@ -136,7 +163,9 @@ def run_suite(
     ``patched``: the series' kernel carries the /proc/cpuinfo virt line (as
     ``harness.run_hosts`` takes it); ``shards`` per kernel and round (default: ``jobs``);
     ``base_from``: an earlier report whose base kernel's guests are taken instead of
-    running them again (the same tests, hosts, rounds and shards; another series).
+    running them again (the same tests, hosts, rounds and shards; another series);
+    ``reruns``: how many times a test that failed on the series alone runs again, alone,
+    on both kernels before it is called a regression (default: the config's).
     """
     if rounds < 1:
         raise KseriesError(f"--repeat {rounds}: a suite runs at least once",
@@ -161,46 +190,71 @@ def run_suite(
                 env={ROUND_ENV: str(r)})
     reused = _reusable(base_from, hosts, names, rounds, groups)
     by_name = {h.name: h for h in hosts}  # a Host is not hashable (its lava table)
-    jobs_list = [(h.name, k, r, s) for h in hosts for r in range(1, rounds + 1)
+    jobs_list = [Job(h.name, k, r, s, tuple(groups[s - 1] if h.transport == "qemu" else names),
+                     rds[r, s])
+                 for h in hosts for r in range(1, rounds + 1)
                  for k in (BASE, SERIES) for s in range(1, len(groups) + 1)
                  if (h.transport == "qemu" or s == 1) and (k, h.name) not in reused]
     t0 = time.monotonic()
     lock = threading.Lock()  # the reporter is called from the pool's threads
 
-    def one(job: tuple[str, str, int, int]) -> GuestRun:
-        name, kernel, r, s = job
-        host = by_name[name]
-        work = out_dir / kernel / host.name / f"round{r}" / f"shard{s}"
+    def one(job: Job) -> GuestRun:
+        host = by_name[job.host]
         with lock:
-            reporter.update(f"{host.name}: {kernel} kernel, round {r}, "
-                            f"shard {s}/{len(groups)}")
+            reporter.update(f"{host.name}: {job.kernel} kernel, {job.label}")
         try:
             if host.emulated_feature and emu is None:
                 raise KseriesError(f"{host.name}: {emu_why or 'no emulator'}")
-            return _boot(host, kernel, groups[s - 1] if host.transport == "qemu" else names,
-                         kernels, rds[r, s], chosen, tests, guest, plan, config, work, emu)
+            return _boot(host, job.kernel, list(job.tests), kernels, job.rd, chosen, tests,
+                         guest, plan, config, out_dir / job.kernel / host.name / job.where,
+                         emu)
         except KseriesError as exc:
             return GuestRun(output="", infra_error=str(exc))
         except OSError as exc:
             return GuestRun(output="", infra_error=f"{host.name}: {exc}")
 
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="suite") as pool:
-        runs = dict(zip(jobs_list, pool.map(one, jobs_list), strict=True))
-    seconds = time.monotonic() - t0
+    def run_all(jobs_: list[Job]) -> dict[Job, GuestRun]:
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="suite") as pool:
+            return dict(zip(jobs_, pool.map(one, jobs_), strict=True))
+
+    runs = run_all(jobs_list)
     out = []
     raw: dict[tuple[str, str, int], list[GuestRun]] = {}
     for host in hosts:
         shard_groups = groups if host.transport == "qemu" else [names]
         by_round = {(k, r): reused.get((k, host.name), {}).get(r) or
-                    [runs[j] for j in jobs_list if j[:3] == (host.name, k, r)]
+                    [v for j, v in runs.items() if (j.host, j.kernel, j.round) == (host.name, k, r)]
                     for k in (BASE, SERIES) for r in range(1, rounds + 1)}
         raw.update({(host.name, k, r): list(v) for (k, r), v in by_round.items()})
         ran_under = qemu.accel_for(host, chosen).name if chosen else ""
         out.append(judge_host(host, host_kinds(host, ran_under), names,
                               by_round, shard_groups, plan, config, out_dir, patched=patched,
                               emulator=emu if host.emulated_feature else None))
+    # A failure on the series alone is run again (the test alone, on both kernels) before
+    # it counts: one round under a loaded TCG host is not proof.
+    again = config.reruns if reruns is None else reruns
+    wanted = {hs.host.name: [c.test for c in hs.regressions] for hs in out if not hs.infra}
+    rerun_jobs = []
+    for host_name, cands in wanted.items():
+        for n in range(1, again + 1) if cands else ():
+            rd = initramfs.build(
+                out_dir / "initramfs" / f"{host_name}-rerun{n}.cpio",
+                {t: tests[t] for t in cands}, guest=guest, test_timeout=plan.test_timeout,
+                timeouts=config.timeouts, env={ROUND_ENV: str(rounds + n)})
+            rerun_jobs += [Job(host_name, k, rounds + n, 0, tuple(cands), rd)
+                           for k in (BASE, SERIES)]
+    if rerun_jobs:
+        reporter.update(f"{sum(map(len, wanted.values()))} series-only failure(s): "
+                        f"running them again, {again} time(s) on each kernel")
+        reran = run_all(rerun_jobs)
+        for hs in out:
+            mine = {j: v for j, v in reran.items() if j.host == hs.host.name}
+            if mine:
+                confirm_host(hs, mine, plan, config, out_dir, patched=patched,
+                             emulator=emu if hs.host.emulated_feature else None)
+    seconds = time.monotonic() - t0
     report = SuiteReport(name, names, rounds, out, out_dir, chosen.name if chosen else "",
-                         seconds, width, groups=groups, raw=raw)
+                         seconds, width, groups=groups, raw=raw, reruns=again)
     if reused and base_from is not None:
         report.notes.append(f"the base kernel's runs were taken from {base_from.out_dir}")
     if chosen is not None:
@@ -232,6 +286,38 @@ def judge_host(host: Host, kinds: tuple[str, ...], names: Sequence[str],
             [(list(g), _kernel_log(p)) for p, g in zip(parts, groups, strict=True)])
     _compare(hs, names, config)
     return hs
+
+
+def confirm_host(hs: HostSuite, reran: Mapping[Job, GuestRun], plan: TestPlan,
+                 config: SuiteConfig, out_dir: Path, *, patched: bool = True,
+                 emulator: Emulator | None = None) -> None:
+    """Each regression of ``hs`` judged again with its reruns (``reran``: its guests, each
+    running the host's series-only failures once on one kernel). A rerun that did not
+    finish leaves the regression as it was, and says so."""
+    got: dict[str, dict[str, list[Result]]] = {BASE: {}, SERIES: {}}
+    broken: list[str] = []
+    for job, run in sorted(reran.items(), key=lambda kv: (kv[0].round, kv[0].kernel)):
+        work = out_dir / job.kernel / hs.host.name / job.where
+        report = harness.judge(
+            hs.host, run, TestPlan(job.tests, plan.feature, plan.test_timeout),
+            list(job.tests), work, patched=job.kernel == SERIES and patched, baseline=None,
+            emulator=emulator, model_check=False)
+        if report.infra_error:
+            broken.append(f"{job.kernel} kernel, {job.label}: {report.infra_error}")
+        for test, result in results_of(report).items():
+            if not result.reason.startswith("no result"):
+                got[job.kernel].setdefault(test, []).append(result)
+    reruns = len({j.round for j in reran})
+    for i, c in enumerate(hs.comparisons):
+        if not c.fails_run:
+            continue
+        b, s = got[BASE].get(c.test, []), got[SERIES].get(c.test, [])
+        if broken or len(b) < reruns or len(s) < reruns:
+            hs.comparisons[i] = dataclasses.replace(
+                c, why=f"{c.why}; not confirmed, its reruns did not finish"
+                f"{': ' + broken[0] if broken else ''}")
+            continue
+        hs.comparisons[i] = confirm(c, b, s, hs.kinds[0], config.flaky_reason(hs.kinds, c.test))
 
 
 def _reusable(earlier: SuiteReport | None, hosts: Sequence[Host], names: list[str],

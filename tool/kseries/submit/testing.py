@@ -215,6 +215,8 @@ def suite_host_lines(run: RunRecord, h: HostRecord) -> list[str]:
         out += item(f"new kernel splat: {splat}", 4)
     for test, reason in s.known:
         out += item(f"{test} fails on both kernels, as expected on {s.kinds[0]}: {reason}", 4)
+    for test, why in s.flaky:
+        out += item(f"flaky, not counted as a regression: {test}: {why}", 4)
     return out
 
 
