@@ -233,6 +233,10 @@ def test_a_bzimage_must_hold_the_vmlinux_of_its_build(tmp_path: Path) -> None:
     assert not kbuild.check_image(tmp_path, fail=False)
     with pytest.raises(KseriesError, match=r"its payload is not vmlinux\.bin\.\w+ of this build"):
         kbuild.check_image(tmp_path)
+    # The progress line says what is made, and how.
+    assert kbuild.steps(("bzImage", "modules")) == ("make vmlinux modules, then bzImage "
+                                                    "without ccache")
+    assert kbuild.steps(("arch/x86/kvm/",)) == "make arch/x86/kvm/"
 
 
 def test_a_hanging_guest_is_caught_by_its_timeout(tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ def build(base: Base, templates: Path, series_dir: Path, kselftest: Path, profil
     with kbuild.locked(base, profile):
         b = kbuild.open_build(base, profile, commit, reporter=reporter)
         kbuild.move(b, commit)
-        reporter.update(f"make {' '.join(profile.targets)} (log: {b.logs})")
+        reporter.update(f"{kbuild.steps(profile.targets)} (log: {b.logs})")
         t0 = time.monotonic()
         kbuild.make_targets(b, *profile.targets, log="build")
         took = time.monotonic() - t0

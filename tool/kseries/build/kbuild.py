@@ -132,6 +132,14 @@ IMAGE_PAYLOAD = "arch/x86/boot/compressed/vmlinux.bin.*"
 PIGGY = "arch/x86/boot/compressed/piggy.o"
 
 
+def steps(targets: tuple[str, ...]) -> str:
+    """What ``make_targets`` runs for ``targets``, in words (for progress lines)."""
+    rest = [t for t in targets if t != IMAGE]
+    if len(rest) == len(targets):
+        return f"make {' '.join(targets)}"
+    return f"make {' '.join(['vmlinux', *rest])}, then {IMAGE} without ccache"
+
+
 def make_targets(b: Build, *targets: str, log: str) -> None:
     """Make a profile's targets; a bzImage is made from the vmlinux of this build.
 
