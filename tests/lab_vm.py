@@ -1,7 +1,8 @@
 """A lab machine for the tests: a QEMU VM running OpenSSH's sshd, reached on a loopback port.
 
 Its root file system is an initramfs made here from Debian's packages:
-busybox-static, openssh-server's ``sshd`` and openssh-sftp-server's
+busybox-static, openssh-server's ``sshd`` (with ``sshd-session`` and
+``sshd-auth`` where its version has them) and openssh-sftp-server's
 ``sftp-server`` with the shared libraries ``ldd`` names, the init script and
 sshd_config in tests/data/lab-vm/, and keys made by ssh-keygen. Its power and
 boot control is kselftest/lab/qemu-power, the same hook shape a lab uses for
@@ -29,6 +30,10 @@ DATA = ROOT / "tests" / "data" / "lab-vm"
 HOOK = KSELFTEST / "lab" / "qemu-power"
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
+# Since OpenSSH 9.8 sshd runs each connection in sshd-session, and since 10.0 its
+# authentication in sshd-auth (Debian 13); without them a client waits for a banner
+# that never comes. Bookworm's 9.2 has neither.
+SSHD_HELPERS = (Path("/usr/lib/openssh/sshd-session"), Path("/usr/lib/openssh/sshd-auth"))
 _LDD_PATH = re.compile(r"(/\S+) \(0x[0-9a-f]+\)$")
 
 
@@ -49,7 +54,7 @@ def build_rootfs(out: Path, keys: Path) -> Path:
         if not need.is_file():
             pytest.skip(f"no {need}: apt-get install {package}")
     files: dict[str, tuple[bytes, int]] = {}
-    for binary in (SSHD, SFTP_SERVER):
+    for binary in (SSHD, SFTP_SERVER, *(h for h in SSHD_HELPERS if h.is_file())):
         files[str(binary)[1:]] = (binary.read_bytes(), 0o755)
         for lib in shared_libraries(binary):
             files[str(lib)[1:]] = (lib.resolve().read_bytes(), 0o755)
