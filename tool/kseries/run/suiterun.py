@@ -181,13 +181,16 @@ def run_suite(
     reporter.start("suite", f"{name}: {len(names)} test(s), {rounds} round(s), "
                    f"{len(hosts)} host(s), both kernels, {width} at once")
     groups = shards_of(names, per_kernel)
-    rds: dict[tuple[int, int], Path] = {}
-    for r in range(1, rounds + 1):
-        for s, group in enumerate(groups, start=1):
-            rds[r, s] = initramfs.build(
-                out_dir / "initramfs" / f"round{r}-shard{s}.cpio", {t: tests[t] for t in group},
-                guest=guest, test_timeout=plan.test_timeout, timeouts=config.timeouts,
-                env={ROUND_ENV: str(r)})
+
+    def rd(name: str, chosen: Sequence[str], r: int) -> Path:
+        """The initramfs of ``chosen`` for round ``r`` (a rerun's round is past the rounds)."""
+        return initramfs.build(out_dir / "initramfs" / f"{name}.cpio",
+                               {t: tests[t] for t in chosen}, guest=guest,
+                               test_timeout=plan.test_timeout, timeouts=config.timeouts,
+                               env={ROUND_ENV: str(r)})
+
+    rds = {(r, s): rd(f"round{r}-shard{s}", group, r)
+           for r in range(1, rounds + 1) for s, group in enumerate(groups, start=1)}
     reused = _reusable(base_from, hosts, names, rounds, groups)
     by_name = {h.name: h for h in hosts}  # a Host is not hashable (its lava table)
     jobs_list = [Job(h.name, k, r, s, tuple(groups[s - 1] if h.transport == "qemu" else names),
@@ -237,11 +240,8 @@ def run_suite(
     rerun_jobs = []
     for host_name, cands in wanted.items():
         for n in range(1, again + 1) if cands else ():
-            rd = initramfs.build(
-                out_dir / "initramfs" / f"{host_name}-rerun{n}.cpio",
-                {t: tests[t] for t in cands}, guest=guest, test_timeout=plan.test_timeout,
-                timeouts=config.timeouts, env={ROUND_ENV: str(rounds + n)})
-            rerun_jobs += [Job(host_name, k, rounds + n, 0, tuple(cands), rd)
+            image = rd(f"{host_name}-rerun{n}", cands, rounds + n)
+            rerun_jobs += [Job(host_name, k, rounds + n, 0, tuple(cands), image)
                            for k in (BASE, SERIES)]
     if rerun_jobs:
         reporter.update(f"{sum(map(len, wanted.values()))} series-only failure(s): "
@@ -271,21 +271,27 @@ def judge_host(host: Host, kinds: tuple[str, ...], names: Sequence[str],
                out_dir: Path, *, patched: bool = True,
                emulator: Emulator | None = None) -> HostSuite:
     """One host's suite from its guests' runs: (kernel, round) -> one run per shard of
-    ``groups``. Each kernel and round is judged as the harness judges a run (on an
-    emulated host, with the ``emulator`` it booted on, and no model count check: the
-    suite runs neither the feature test nor the design checks), then every test and
-    splat is compared."""
+    ``groups``. Each kernel and round is judged (``_judge``), then every test and splat
+    is compared."""
     hs = HostSuite(host, kinds, {BASE: [], SERIES: []}, {BASE: [], SERIES: []})
     for (kernel, r), parts in sorted(runs.items(), key=lambda kv: (kv[0][0] != BASE, kv[0][1])):
-        work = out_dir / kernel / host.name / f"round{r}"
-        hs.reports[kernel].append(harness.judge(
-            host, merge(parts, groups), TestPlan(tuple(names), plan.feature, plan.test_timeout),
-            list(names), work, patched=kernel == SERIES and patched, baseline=None,
-            emulator=emulator, model_check=False))
+        hs.reports[kernel].append(_judge(host, merge(parts, groups), names, kernel,
+                                         out_dir / kernel / host.name / f"round{r}", plan,
+                                         patched=patched, emulator=emulator))
         hs.shard_logs[kernel].append(
             [(list(g), _kernel_log(p)) for p, g in zip(parts, groups, strict=True)])
     _compare(hs, names, config)
     return hs
+
+
+def _judge(host: Host, run: GuestRun, tests: Sequence[str], kernel: str, work: Path,
+           plan: TestPlan, *, patched: bool, emulator: Emulator | None) -> HostReport:
+    """``kernel``'s run of ``tests`` judged as the harness judges a run (on an emulated
+    host with the ``emulator`` it booted on, and no model count check: the suite runs
+    neither the feature test nor the design checks)."""
+    return harness.judge(host, run, TestPlan(tuple(tests), plan.feature, plan.test_timeout),
+                         list(tests), work, patched=kernel == SERIES and patched,
+                         baseline=None, emulator=emulator, model_check=False)
 
 
 def confirm_host(hs: HostSuite, reran: Mapping[Job, GuestRun], plan: TestPlan,
@@ -297,11 +303,9 @@ def confirm_host(hs: HostSuite, reran: Mapping[Job, GuestRun], plan: TestPlan,
     got: dict[str, dict[str, list[Result]]] = {BASE: {}, SERIES: {}}
     broken: list[str] = []
     for job, run in sorted(reran.items(), key=lambda kv: (kv[0].round, kv[0].kernel)):
-        work = out_dir / job.kernel / hs.host.name / job.where
-        report = harness.judge(
-            hs.host, run, TestPlan(job.tests, plan.feature, plan.test_timeout),
-            list(job.tests), work, patched=job.kernel == SERIES and patched, baseline=None,
-            emulator=emulator, model_check=False)
+        report = _judge(hs.host, run, job.tests, job.kernel,
+                        out_dir / job.kernel / hs.host.name / job.where, plan,
+                        patched=patched, emulator=emulator)
         if report.infra_error:
             broken.append(f"{job.kernel} kernel, {job.label}: {report.infra_error}")
         for test, result in results_of(report).items():
