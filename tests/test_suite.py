@@ -12,7 +12,7 @@ import pytest
 
 from kseries.build import suitetests
 from kseries.errors import KseriesError
-from kseries.run import ktap, splats, suite, suiterun
+from kseries.run import ktap, splats, suite, suitejudge, suiterun
 from kseries.run.ktap import Status
 from kseries.run.outcome import DONE, GuestRun, parse_output
 from kseries.run.suite import KnownFailure, Result, Verdict, compare
@@ -203,14 +203,14 @@ def test_shards_are_merged_into_one_run() -> None:
 
     one = shard("dev_kvm=yes", [("a", True), ("c", False)], "[ 1.0] kseries-test: start 1 a")
     two = shard("dev_kvm=yes", [("b", True)], "[ 1.0] kseries-test: start 1 b")
-    merged = suiterun.merge([one, two], [["a", "c"], ["b"]])
+    merged = suitejudge.merge([one, two], [["a", "c"], ["b"]])
     out = parse_output(merged.output)
     assert out.done and out.fact("dev_kvm") == "yes"
     doc = ktap.parse(out.ktap_text, strict=True)
     assert [(r.name, r.ok) for r in doc.results] == [("a", True), ("c", False), ("b", True)]
     assert doc.results[2].diagnostics == ["out of b"]
     assert "start 1 a" in out.dmesg and "start 1 b" in out.dmesg
-    lost = suiterun.merge([one, shard("", [], "", done=False, error="guest hung")],
+    lost = suitejudge.merge([one, shard("", [], "", done=False, error="guest hung")],
                           [["a", "c"], ["b"]])
     assert lost.infra_error == "shard 2 (b..b): guest hung"
     assert not parse_output(lost.output).done

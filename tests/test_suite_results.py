@@ -16,7 +16,7 @@ import pytest
 
 from kseries.errors import KseriesError
 from kseries.render.manifest import SuiteRule, _gate
-from kseries.run import ktap, records, suite, suiteresults, suiterun
+from kseries.run import ktap, records, suite, suitejudge, suiteresults, suiterun
 from kseries.run.identity import SeriesId
 from kseries.run.inventory import Host, QemuSettings, TestPlan
 from kseries.run.outcome import GuestRun
@@ -56,7 +56,7 @@ def guest(results: dict[str, str], dmesg: list[str]) -> GuestRun:
     return GuestRun(output=text, accel="tcg", duration=5.0)
 
 
-def host_suite(tmp: Path, series: dict[str, str], series_log: list[str]) -> suiterun.HostSuite:
+def host_suite(tmp: Path, series: dict[str, str], series_log: list[str]) -> suitejudge.HostSuite:
     base = {"a": "PASS", "b": "FAIL", "c": "PASS", "d": "SKIP"}
     groups = [["a", "c"], ["b", "d"]]
 
@@ -64,11 +64,11 @@ def host_suite(tmp: Path, series: dict[str, str], series_log: list[str]) -> suit
         return [guest({t: results[t] for t in g}, log) for g in groups]
 
     runs = {("base", 1): shards(base, []), ("series", 1): shards(series, series_log)}
-    return suiterun.judge_host(AMD, suiterun.host_kinds(AMD, "tcg"), list(base), runs, groups,
+    return suitejudge.judge_host(AMD, suiterun.host_kinds(AMD, "tcg"), list(base), runs, groups,
                                PLAN, CONFIG, tmp / "res", patched=False)
 
 
-def written(tmp: Path, hs: suiterun.HostSuite) -> records.RunRecord:
+def written(tmp: Path, hs: suitejudge.HostSuite) -> records.RunRecord:
     report = suiterun.SuiteReport("all", ["a", "c", "b", "d"], 1, [hs], tmp / "res", "tcg", 12.0, 2)
     ids = {"base": SeriesId("v2", 2, "", False, "debian:6.12", "b4se"),
            "series": SeriesId("v2", 2, "71p", True, "debian:6.12", "b4se")}
@@ -132,11 +132,11 @@ def test_a_clean_suite_meets_the_gate_and_says_so(tmp_path: Path) -> None:
             "same 4" in words)
 
 
-def rerun(tmp: Path, hs: suiterun.HostSuite, series: str, base: str = "PASS") -> None:
+def rerun(tmp: Path, hs: suitejudge.HostSuite, series: str, base: str = "PASS") -> None:
     """Two reruns of ``c`` (the series-only failure) on each kernel: its results there."""
-    reran = {suiterun.Job("qemu-amd", k, n, 0, ("c",), tmp / "rd"): guest({"c": status}, [])
+    reran = {suitejudge.Job("qemu-amd", k, n, 0, ("c",), tmp / "rd"): guest({"c": status}, [])
              for n in (2, 3) for k, status in (("base", base), ("series", series))}
-    suiterun.confirm_host(hs, reran, PLAN, CONFIG, tmp / "res", patched=False)
+    suitejudge.confirm_host(hs, reran, PLAN, CONFIG, tmp / "res", patched=False)
 
 
 def test_a_failure_that_does_not_fail_again_is_flaky_and_said_so(tmp_path: Path) -> None:
@@ -170,9 +170,9 @@ def test_a_failure_that_fails_again_stays_a_regression(tmp_path: Path) -> None:
 
 def test_a_rerun_that_did_not_finish_confirms_nothing(tmp_path: Path) -> None:
     hs = host_suite(tmp_path, {"a": "PASS", "b": "FAIL", "c": "FAIL", "d": "SKIP"}, [])
-    reran = {suiterun.Job("qemu-amd", k, 2, 0, ("c",), tmp_path / "rd"):
+    reran = {suitejudge.Job("qemu-amd", k, 2, 0, ("c",), tmp_path / "rd"):
              GuestRun(output="", infra_error="qemu died") for k in ("base", "series")}
-    suiterun.confirm_host(hs, reran, PLAN, CONFIG, tmp_path / "res", patched=False)
+    suitejudge.confirm_host(hs, reran, PLAN, CONFIG, tmp_path / "res", patched=False)
     (c,) = hs.regressions
     assert "not confirmed, its reruns did not finish" in c.why and "qemu died" in c.why
 

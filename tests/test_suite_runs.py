@@ -43,7 +43,7 @@ from kseries.base import bases
 from kseries.build import artifacts, bzimage, suitetests
 from kseries.errors import KseriesError
 from kseries.progress import NullReporter
-from kseries.run import qemu, suite, suiteresults, suiterun
+from kseries.run import qemu, suite, suitejudge, suiteresults, suiterun
 from kseries.run.identity import SeriesId
 from kseries.run.inventory import Host, QemuSettings
 from kseries.run.ktap import Status
@@ -214,7 +214,7 @@ def test_a_broken_series_regresses_where_the_smoke_set_sees_nothing(
     assert warn.kind == "WARNING" and "svm/nested.c" in warn.identity
     assert any("kseries: a deliberate warning" in line for line in warn.lines)
     on = [c for c in hs.comparisons if warn.identity in c.splats]
-    assert on and all(s.during for s in suiterun.splats_of(hs, suiterun.SERIES, {})
+    assert on and all(s.during for s in suitejudge.splats_of(hs, suitejudge.SERIES, {})
                       if s.identity == warn.identity)
     assert any(c.verdict is Verdict.SAME and all(r.status.value == "PASS" for r in c.series)
                for c in on), [(c.test, c.verdict) for c in on]

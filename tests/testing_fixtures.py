@@ -117,7 +117,7 @@ def suite_results(out: Path, base: Base, tip: str) -> Path:
     """FIXTURE: write ``out`` as `kseries run --suite svm -o out` would on the emulated
     AMD host (a TCG AMD host) for ``tip``: the guests' output is made up (both kernels
     alike, one known failure); the comparison and the files are kseries' own."""
-    from kseries.run import ktap, suite, suiteresults, suiterun
+    from kseries.run import ktap, suite, suitejudge, suiteresults, suiterun
     from kseries.run.inventory import QemuSettings
 
     amd = Host("qemu-amd-blt", "amd", "qemu",
@@ -133,7 +133,7 @@ def suite_results(out: Path, base: Base, tip: str) -> Path:
     config = suite.parse_config({"known_failures": {"tcg-amd": {names[1]: {
         "reason": "TCG does not emulate NRIPS"}}}}, out / "hosts.toml", ())
     runs = {(k, 1): [GuestRun(output=text, accel="tcg")] for k in ("base", "series")}
-    hs = suiterun.judge_host(amd, suiterun.host_kinds(amd, "tcg"), names, runs, [names], PLAN,
+    hs = suitejudge.judge_host(amd, suiterun.host_kinds(amd, "tcg"), names, runs, [names], PLAN,
                              config, out, patched=False)
     report = suiterun.SuiteReport("svm", names, 1, [hs], out, "tcg", 1.0, 1)
     sid = SeriesId("buslock", 2, tip, True, base.label, base.commit, base.describe, "f" * 64,

@@ -25,7 +25,7 @@ from kseries.build import artifacts, suitetests
 from kseries.cli.paths import KSELFTEST, TEMPLATES, series_dir
 from kseries.errors import KseriesError
 from kseries.progress import Reporter
-from kseries.run import inventory, qemu, suite, suiteresults, suiterun
+from kseries.run import inventory, qemu, suite, suitejudge, suiteresults, suiterun
 from kseries.run.identity import SeriesId
 from kseries.run.ktap import Status
 from kseries.run.suite import Verdict
@@ -105,10 +105,10 @@ def cmd_suite(args: argparse.Namespace, inv: inventory.Inventory,
         shards=args.shards, accel=args.accel, out_dir=args.output, kselftest=KSELFTEST,
         kernels=suiterun.Kernels(args.baseline_kernel, args.kernel), tests=tests,
         patched=not args.unpatched, reruns=args.reruns)
-    ids = {suiterun.BASE: identify(args.baseline_kernel, False),
-           suiterun.SERIES: identify(args.kernel, not args.unpatched)}
-    suiteresults.write(report, ids, {suiterun.BASE: args.baseline_kernel,
-                                     suiterun.SERIES: args.kernel})
+    ids = {suitejudge.BASE: identify(args.baseline_kernel, False),
+           suitejudge.SERIES: identify(args.kernel, not args.unpatched)}
+    suiteresults.write(report, ids, {suitejudge.BASE: args.baseline_kernel,
+                                     suitejudge.SERIES: args.kernel})
     print_report(report)
     return report.exit_code
 
@@ -180,7 +180,7 @@ def print_report(report: suiterun.SuiteReport, stream: TextIO | None = None) -> 
             for line in (next((r.output for r in c.series if r.status is not Status.PASS),
                               ()))[-15:]:
                 console.print(f"    | {line}", markup=False)
-            for line in suiteresults.kernel_log_around(hs, suiterun.SERIES, c.test)[-15:]:
+            for line in suiteresults.kernel_log_around(hs, suitejudge.SERIES, c.test)[-15:]:
                 console.print(f"    kernel: {line}", markup=False)
         for s in hs.splats.new:
             console.print(f"  new splat {s.where}: {s.identity}", markup=False)

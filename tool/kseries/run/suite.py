@@ -187,7 +187,7 @@ class Result:
     reason: str = ""
     output: tuple[str, ...] = ()
     seconds: float = 0.0
-    rerun: bool = False  # a rerun of a series-only failure (suiterun), not a round
+    rerun: bool = False  # a rerun of a series-only failure (suitejudge), not a round
 
     @property
     def failure(self) -> str:

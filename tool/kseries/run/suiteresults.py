@@ -32,7 +32,8 @@ from kseries.run.ktap import Status
 from kseries.run.outcome import HostReport, TestOutcome
 from kseries.run.records import SUITE_FILE
 from kseries.run.suite import Comparison, Result, counts
-from kseries.run.suiterun import BASE, SERIES, HostSuite, SuiteReport
+from kseries.run.suitejudge import BASE, SERIES, HostSuite
+from kseries.run.suiterun import SuiteReport
 
 SCHEMA = "kseries-suite/1"
 AROUND = 40  # kernel log lines kept around a regression
