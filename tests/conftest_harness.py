@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import debian
 from kseries import proc
 from kseries.base import bases
 from kseries.build import artifacts, profiles
@@ -128,7 +129,7 @@ def require_artifacts() -> VmArtifacts:
 def build_artifacts() -> VmArtifacts:
     """Build both vm kernels and the selftests with kseries' own build stage (slow)."""
     try:  # fetched and imported here when no test did it before (a test run alone)
-        base = bases.resolve("debian:6.12", ROOT / "templates", install=True)
+        base = debian("6.12")
     except KseriesError as exc:
         pytest.skip(f"{exc} (the base debian:6.12 is fetched from the Debian archive)")
     templates = ROOT / "templates"

@@ -64,8 +64,8 @@ def host_suite(tmp: Path, series: dict[str, str], series_log: list[str]) -> suit
         return [guest({t: results[t] for t in g}, log) for g in groups]
 
     runs = {("base", 1): shards(base, []), ("series", 1): shards(series, series_log)}
-    return suitejudge.judge_host(AMD, suiterun.host_kinds(AMD, "tcg"), list(base), runs, groups,
-                               PLAN, CONFIG, tmp / "res", patched=False)
+    return suitejudge.judge_host(AMD, suitejudge.host_kinds(AMD, "tcg"), list(base), runs,
+                                 groups, PLAN, CONFIG, tmp / "res", patched=False)
 
 
 def written(tmp: Path, hs: suitejudge.HostSuite) -> records.RunRecord:

@@ -133,8 +133,8 @@ def suite_results(out: Path, base: Base, tip: str) -> Path:
     config = suite.parse_config({"known_failures": {"tcg-amd": {names[1]: {
         "reason": "TCG does not emulate NRIPS"}}}}, out / "hosts.toml", ())
     runs = {(k, 1): [GuestRun(output=text, accel="tcg")] for k in ("base", "series")}
-    hs = suitejudge.judge_host(amd, suiterun.host_kinds(amd, "tcg"), names, runs, [names], PLAN,
-                             config, out, patched=False)
+    hs = suitejudge.judge_host(amd, suitejudge.host_kinds(amd, "tcg"), names, runs, [names],
+                               PLAN, config, out, patched=False)
     report = suiterun.SuiteReport("svm", names, 1, [hs], out, "tcg", 1.0, 1)
     sid = SeriesId("buslock", 2, tip, True, base.label, base.commit, base.describe, "f" * 64,
                    "FIXTURE: a suite run's record")

@@ -70,6 +70,13 @@ class HostSuite:
         return [c for c in self.comparisons if c.fails_run]
 
 
+def host_kinds(host: Host, accel: str) -> tuple[str, ...]:
+    """A host's kind, e.g. "tcg-amd" (qemu under TCG) or "ssh-amd", then its name;
+    ``accel``: what the host's guests ran under."""
+    how = accel if host.transport == "qemu" and accel else host.transport
+    return f"{how}-{host.vendor}", host.name
+
+
 def judge_host(host: Host, kinds: tuple[str, ...], names: Sequence[str],
                runs: Mapping[tuple[str, int], Sequence[GuestRun]],
                groups: Sequence[Sequence[str]], plan: TestPlan, config: SuiteConfig,

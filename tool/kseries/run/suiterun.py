@@ -29,7 +29,15 @@ from kseries.run import harness, initramfs, local, qemu, ssh
 from kseries.run.inventory import Host, TestPlan
 from kseries.run.outcome import GuestRun
 from kseries.run.suite import SuiteConfig
-from kseries.run.suitejudge import BASE, SERIES, HostSuite, Job, confirm_host, judge_host
+from kseries.run.suitejudge import (
+    BASE,
+    SERIES,
+    HostSuite,
+    Job,
+    confirm_host,
+    host_kinds,
+    judge_host,
+)
 
 ROUND_ENV = "KSERIES_ROUND"  # the round (1..N) of a repeated run, in every test's environment
 # MiB a suite's guest needs besides its initramfs (unpacked in RAM): the memory tests
@@ -68,13 +76,6 @@ class SuiteReport:
         if any(h.regressions or h.splats.regressions for h in self.hosts):
             return 2
         return 0
-
-
-def host_kinds(host: Host, accel: str) -> tuple[str, ...]:
-    """A host's kind, e.g. "tcg-amd" (qemu under TCG) or "ssh-amd", then its name;
-    ``accel``: what the host's guests ran under."""
-    how = accel if host.transport == "qemu" and accel else host.transport
-    return f"{how}-{host.vendor}", host.name
 
 
 def suite_jobs(hosts: Sequence[Host]) -> int:
